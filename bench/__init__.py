@@ -1,0 +1,1 @@
+"""Benchmarks and the synthetic StarCoder2 models they (and the tests) run on."""

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Set up Starpad on a fresh Debian/Ubuntu machine, then run it or its tests. Idempotent.
+#
+#   bash packaging/dev.sh run     # system libraries + .venv + the app window
+#   bash packaging/dev.sh test    # system libraries + .venv + the whole test suite
+#
+# The first run compiles llama.cpp inside llama-cpp-python (~14 min on 2 cores); pip
+# caches the wheel, so later runs (and CI on the same machine) take seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+verb="${1:-run}"
+shift || true
+PYTHON="${PYTHON:-python3}"
+VENV=".venv"
+
+# Qt's xcb platform (a real window), fonts, Xvfb for screenshots and GUI smoke runs,
+# desktop-file-utils to validate the .desktop entry, and a compiler for llama.cpp.
+APT_PACKAGES=(
+  build-essential cmake
+  libegl1 libgl1 libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0
+  libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
+  libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xfixes0 libxcb-sync1
+  fonts-dejavu-core xvfb xauth desktop-file-utils
+)
+
+install_system_packages() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "starpad setup: not a Debian-like system; install the equivalents of: ${missing[*]}" >&2
+    return 0
+  fi
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "starpad setup: installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python_packages() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.starpad-installed"
+  # Reinstall only when the declared dependencies changed.
+  local want
+  want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  echo "starpad setup: installing Python packages (the first llama.cpp compile takes ~14 min)"
+  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  echo "$want" > "$stamp"
+}
+
+install_system_packages
+install_python_packages
+
+export HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_XET=1
+case "$verb" in
+  run)
+    exec "$VENV/bin/python" main.py "$@"
+    ;;
+  test)
+    export QT_QPA_PLATFORM=offscreen
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  setup)
+    echo "starpad setup: ready ($VENV)"
+    ;;
+  *)
+    echo "usage: bash packaging/dev.sh run|test|setup [args…]" >&2
+    exit 2
+    ;;
+esac

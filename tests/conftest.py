@@ -1,0 +1,31 @@
+"""Shared fixtures: the generated StarCoder2 test model and a loaded engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer StarCoder2 GGUF with random weights and a real BPE tokenizer (<1 MB)."""
+    from bench.synthetic_model import TINY, write_model
+
+    return write_model(tmp_path_factory.mktemp("models") / "starcoder2-tiny-F16.gguf", TINY)
+
+
+@pytest.fixture()
+def engine(tiny_model: Path) -> Iterator["Engine"]:  # noqa: F821
+    from app.core.engine import Engine, EngineConfig
+
+    eng = Engine()
+    eng.load(tiny_model, EngineConfig(n_ctx=4096, n_threads=2))
+    yield eng
+    eng.close()

@@ -1,0 +1,180 @@
+"""The engine on real llama.cpp: stops, streaming, cancel, KV reuse, determinism, stats."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.core.engine import CancelToken, CompletionRequest, Engine, EngineConfig, SamplingParams
+from app.core.errors import NoModelError
+from app.core.fim import Layout
+from app.core.textstream import Utf8Stream, repeats_suffix_at
+
+PREFIX = "import os\n\ndef read(path):\n    with open(path) as f:\n        return "
+SUFFIX = "\n\n\nif __name__ == '__main__':\n    print(read('x'))\n"
+
+
+def request(**kwargs: object) -> CompletionRequest:
+    base: dict[str, object] = {"prefix": PREFIX, "suffix": SUFFIX, "max_tokens": 16}
+    base.update(kwargs)
+    return CompletionRequest(**base)  # type: ignore[arg-type]
+
+
+def forced(token: int) -> SamplingParams:
+    return SamplingParams(logit_bias=((token, 1000.0),))
+
+
+def test_generates_and_reports_stats(engine: Engine) -> None:
+    result = engine.complete(request())
+    stats = result.stats
+    assert result.stop_reason in {"max_tokens", "suffix_repeat", "eos"}
+    assert stats.prompt_tokens == len(result.prompt.tokens)
+    assert stats.generated_tokens == len(result.tokens) > 0
+    assert stats.prompt_tps > 0 and stats.gen_tps > 0
+    assert 0 < stats.ttft_ms < 10_000
+    assert stats.ctx_size == 4096
+    # The KV cache holds the prompt and every generated token but the last.
+    assert stats.ctx_used == stats.prompt_tokens + stats.generated_tokens - 1
+    assert engine.kv_tokens[: stats.prompt_tokens] == tuple(result.prompt.tokens)
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"), [(0, "eos"), (6, "file_sep"), (1, "fim_token"), (2, "fim_token"), (4, "fim_token")]
+)
+def test_stops_on_end_and_control_tokens(engine: Engine, token: int, reason: str) -> None:
+    result = engine.complete(request(sampling=forced(token)))
+    assert result.stop_reason == reason
+    assert result.text == "" and result.stats.generated_tokens == 0
+
+
+def test_max_tokens(engine: Engine) -> None:
+    result = engine.complete(request(max_tokens=5, suffix=""))
+    assert result.stop_reason == "max_tokens"
+    assert result.stats.generated_tokens == 5
+
+
+def test_single_line_stops_at_newline(engine: Engine) -> None:
+    newline = engine.tokenize("\n")[0]
+    letter = engine.tokenize("x")[0]
+    # Bias towards 'x' first, then force newlines: the first line ends the completion.
+    result = engine.complete(
+        request(single_line=True, suffix="", max_tokens=8,
+                sampling=SamplingParams(logit_bias=((letter, 30.0), (newline, 20.0))))
+    )
+    assert "\n" not in result.text
+    if result.stop_reason == "newline":
+        assert result.text.strip()
+
+
+def test_utf8_split_across_tokens_streams_whole_characters(engine: Engine) -> None:
+    text = "naïve → 世界 🚀 ok"
+    tokens = engine.tokenize(text)
+    assert len(tokens) > len(text.encode()) // 2  # byte-level: many characters span tokens
+    stream = Utf8Stream()
+    pieces = [stream.feed(engine.token_bytes(t)) for t in tokens] + [stream.flush()]
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in p for p in pieces)
+
+
+def test_streamed_pieces_add_up_to_the_text(engine: Engine) -> None:
+    pieces: list[str] = []
+    result = engine.complete(request(suffix="", max_tokens=24), on_text=pieces.append)
+    assert "".join(pieces) == result.text
+    assert result.text.encode("utf-8")  # valid UTF-8 by construction
+
+
+def test_kv_cache_reuse_on_one_more_character(engine: Engine) -> None:
+    first = engine.complete(request())
+    assert first.stats.cached_tokens == 0
+    second = engine.complete(request(prefix=PREFIX + "f"))
+    assert second.stats.prompt_tokens - second.stats.cached_tokens <= 3
+    assert second.stats.cached_tokens >= first.stats.prompt_tokens - 2
+
+
+def test_psm_reuses_less_than_spm_when_typing(engine: Engine) -> None:
+    engine.complete(request(layout=Layout.PSM))
+    psm = engine.complete(request(layout=Layout.PSM, prefix=PREFIX + "f"))
+    # PSM: everything after the caret is re-evaluated after one typed character.
+    assert psm.stats.prompt_tokens - psm.stats.cached_tokens > len(engine.tokenize(SUFFIX))
+
+
+def test_greedy_is_deterministic_across_engines(tiny_model: Path, engine: Engine) -> None:
+    first = engine.complete(request(suffix="", max_tokens=20))
+    other = Engine()
+    other.load(tiny_model, EngineConfig(n_ctx=4096, n_threads=2))
+    second = other.complete(request(suffix="", max_tokens=20))
+    other.close()
+    assert first.tokens == second.tokens and first.text == second.text
+
+
+def test_seeded_sampling_is_deterministic(engine: Engine) -> None:
+    params = SamplingParams(temperature=1.5, top_k=200, top_p=1.0, seed=7)
+    a = engine.complete(request(suffix="", max_tokens=20, sampling=params))
+    b = engine.complete(request(suffix="", max_tokens=20, sampling=params))
+    assert a.tokens == b.tokens
+
+
+def test_cancel_during_generation_takes_effect_within_one_token(engine: Engine) -> None:
+    cancel = CancelToken()
+    seen: list[str] = []
+
+    def on_text(piece: str) -> None:
+        seen.append(piece)
+        if len(seen) == 3:
+            cancel.cancel()
+
+    result = engine.complete(request(suffix="", max_tokens=50), on_text=on_text, cancel=cancel)
+    assert result.stop_reason == "cancelled"
+    assert result.stats.generated_tokens == 3
+
+
+def test_cancel_during_a_long_prompt(tiny_model: Path) -> None:
+    eng = Engine()
+    eng.load(tiny_model, EngineConfig(n_ctx=16384, n_threads=2, n_batch=512))
+    long_prefix = "".join(f"def function_{i}(value):\n    return value * {i}\n\n" for i in range(1200))
+    req = CompletionRequest(prefix=long_prefix, suffix="", max_tokens=8)
+    n_prompt = len(eng.build_prompt(req).tokens)
+    assert n_prompt > 12000
+    # Time a full cold evaluation, then cancel a fresh one a fifth of the way in.
+    started = time.perf_counter()
+    eng.complete(req)
+    full = time.perf_counter() - started
+    eng.close()
+    eng.load(tiny_model, EngineConfig(n_ctx=16384, n_threads=2, n_batch=512))
+    cancel = CancelToken()
+    timer = threading.Timer(full / 5, cancel.cancel)
+    timer.start()
+    started = time.perf_counter()
+    result = eng.complete(req, cancel=cancel)
+    elapsed = time.perf_counter() - started
+    timer.join()
+    assert result.stop_reason == "cancelled"
+    assert elapsed < full * 0.6, (elapsed, full)
+    # What was evaluated before the cancel stays usable: the next request reuses it.
+    kept = len(eng.kv_tokens)
+    assert 0 < kept < n_prompt
+    again = eng.complete(req)
+    assert again.stats.cached_tokens >= kept - 1
+    eng.close()
+
+
+def test_suffix_repeat_is_trimmed() -> None:
+    assert repeats_suffix_at("x + 1\n    return y\n", "\n    return y\n") == 5
+    assert repeats_suffix_at("value)", ")\n") is None
+    # The newline before the repeated text stays: "foo(a, b)\n" + "print(foo)".
+    assert repeats_suffix_at("foo(a, b)\nprint(", "print(foo)\n") == 10
+
+
+def test_teacher_forced_scores_match_greedy(engine: Engine) -> None:
+    result = engine.complete(request(suffix="", max_tokens=12))
+    scores = engine.score(result.prompt.tokens, list(result.tokens))
+    assert [s.argmax for s in scores] == list(result.tokens)
+    assert all(s.logprob <= 0 for s in scores)
+
+
+def test_requires_a_model() -> None:
+    with pytest.raises(NoModelError):
+        Engine().complete(request())
