@@ -1,0 +1,1 @@
+"""Starpad's widgets. They talk to app.core only through the worker's signals."""

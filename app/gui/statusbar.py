@@ -1,0 +1,71 @@
+"""The status bar: what the engine did on the last request, not what a UI timer guessed."""
+
+from __future__ import annotations
+
+import psutil
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+
+from app.core.engine import CompletionStats
+from app.core.model_info import ModelInfo
+from app.core.units import format_bytes
+
+STATES = ("no model", "loading", "thinking", "streaming", "idle", "error")
+
+
+class StatusPanel(QStatusBar):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state_label = QLabel("no model")
+        self.model_label = QLabel("")
+        self.speed_label = QLabel("")
+        self.ttft_label = QLabel("")
+        self.reuse_label = QLabel("")
+        self.context_label = QLabel("")
+        self.context_bar = QProgressBar()
+        self.context_bar.setFixedWidth(110)
+        self.context_bar.setTextVisible(False)
+        self.context_bar.setMaximumHeight(12)
+        self.memory_label = QLabel("")
+        for widget in (self.state_label, self.model_label, self.speed_label, self.ttft_label, self.reuse_label):
+            self.addWidget(widget)
+        for widget in (self.context_label, self.context_bar, self.memory_label):
+            self.addPermanentWidget(widget)
+        self._process = psutil.Process()
+        self._memory_timer = QTimer(self)
+        self._memory_timer.timeout.connect(self.refresh_memory)
+        self._memory_timer.start(2000)
+        self.set_context(0, 0)
+        self.refresh_memory()
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        self.state_label.setText(f"● {state}" + (f" {detail}" if detail else ""))
+        colours = {"idle": "#2da44e", "streaming": "#0969da", "thinking": "#bf8700", "loading": "#bf8700", "error": "#cf222e"}
+        self.state_label.setStyleSheet(f"color: {colours.get(state, '#6e7781')};")
+
+    def set_model(self, info: ModelInfo | None) -> None:
+        if info is None:
+            self.model_label.setText("")
+            return
+        mode = " · prefix-only" if info.prefix_only else ""
+        self.model_label.setText(f"{info.name} · {info.file_type}{mode}")
+        self.model_label.setToolTip(str(info.path))
+
+    def show_stats(self, stats: CompletionStats) -> None:
+        """Numbers straight from the engine's stats for the last request."""
+        self.speed_label.setText(f"prompt {stats.prompt_tps:,.0f} tok/s · gen {stats.gen_tps:,.1f} tok/s")
+        self.ttft_label.setText(f"first token {stats.ttft_ms:,.0f} ms")
+        self.reuse_label.setText(f"reused {stats.cached_tokens:,}/{stats.prompt_tokens:,}")
+        self.set_context(stats.ctx_used, stats.ctx_size)
+
+    def set_context(self, used: int, size: int) -> None:
+        self.context_label.setText(f"{used:,} / {size:,}" if size else "— / —")
+        self.context_bar.setMaximum(max(1, size))
+        self.context_bar.setValue(min(used, size))
+        ratio = used / size if size else 0.0
+        colour = "#cf222e" if ratio > 0.9 else "#bf8700" if ratio > 0.75 else "#2da44e"
+        self.context_bar.setStyleSheet(f"QProgressBar::chunk {{ background: {colour}; }}")
+        self.context_bar.setToolTip(f"context used: {used:,} of {size:,} tokens ({ratio:.0%})")
+
+    def refresh_memory(self) -> None:
+        self.memory_label.setText(f"RSS {format_bytes(self._process.memory_info().rss)}")
