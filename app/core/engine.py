@@ -262,7 +262,7 @@ class Engine:
             sep=valid(llama_cpp.llama_vocab_fim_sep(vocab)),
         )
         if ids != info.fim:
-            log.warning("FIM ids differ between header %s and llama.cpp %s; using llama.cpp's", info.fim, ids)
+            log.info("FIM ids differ between header %s and llama.cpp %s; using llama.cpp's", info.fim, ids)
         return ids
 
     def close(self) -> None:

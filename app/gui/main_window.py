@@ -273,11 +273,9 @@ class MainWindow(QMainWindow):
         self.status.set_model(info)
         self.status.set_state("idle", f"loaded in {seconds:.1f} s")
         self.status.set_context(0, self.settings.n_ctx)
-        if info.prefix_only:
-            self.layout_box.setEnabled(False)
-            self.statusBar().showMessage(info.notes[0] if info.notes else info.mode_description, 8000)
-        else:
-            self.layout_box.setEnabled(True)
+        # Prefix-only models have no layout to choose; the status bar says so persistently.
+        self.layout_box.setEnabled(not info.prefix_only)
+        self.layout_box.setToolTip(info.notes[0] if info.notes else "")
         if self.settings.auto_complete and self.editor.toPlainText().strip():
             self.debounce.start()
 

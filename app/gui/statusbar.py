@@ -49,7 +49,7 @@ class StatusPanel(QStatusBar):
             return
         mode = " · prefix-only" if info.prefix_only else ""
         self.model_label.setText(f"{info.name} · {info.file_type}{mode}")
-        self.model_label.setToolTip(str(info.path))
+        self.model_label.setToolTip("\n".join([str(info.path), info.mode_description, *info.notes]))
 
     def show_stats(self, stats: CompletionStats) -> None:
         """Numbers straight from the engine's stats for the last request."""

@@ -38,6 +38,8 @@ def apply_palette(app: QApplication, theme: Theme) -> None:
             (QPalette.ColorRole.ToolTipText, "#e6e6e6"), (QPalette.ColorRole.PlaceholderText, "#80848c"),
         ):
             palette.setColor(role, QColor(colour))
+        for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
+            palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b6e75"))
     else:
         palette = app.style().standardPalette()
     app.setPalette(palette)

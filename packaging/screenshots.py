@@ -1,0 +1,107 @@
+"""Take README screenshots of the real window (run under Xvfb: see README).
+
+    xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python packaging/screenshots.py MODEL.gguf OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEMO = '''import math
+from dataclasses import dataclass
+
+
+@dataclass
+class Circle:
+    radius: float
+
+    def area(self) -> float:
+        """Return the area of the circle."""
+        return math.pi * self.radius ** 2
+
+    def circumference(self) -> float:
+        """Return the circumference of the circle."""
+        '''
+
+DEMO_SUFFIX = '''
+
+
+def main() -> None:
+    circle = Circle(2.0)
+    print(circle.area(), circle.circumference())
+'''
+
+
+def main() -> int:
+    model, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    app = QApplication(sys.argv[:1])
+    from app.gui.main_window import MainWindow
+    from app.gui.settings import Settings
+
+    demo_file = out_dir / "shapes.py"
+    demo_file.write_text(DEMO + DEMO_SUFFIX)
+    window = MainWindow(Settings(n_ctx=4096, max_tokens=40, debounce_ms=100, show_inspector=False))
+    window.resize(1280, 760)
+    window.show()
+    window.open_file(demo_file)
+    shots = [("window-light.png", False, False), ("window-dark.png", True, True)]
+
+    def load() -> None:
+        window.load_model(str(model))
+
+    def complete() -> None:
+        cursor = window.editor.textCursor()
+        cursor.setPosition(len(DEMO))
+        window.editor.setTextCursor(cursor)
+        window.editor.setFocus()
+        window.request_completion()
+
+    def shoot(name: str) -> None:
+        app.processEvents()
+        window.grab().save(str(out_dir / name))
+        print("wrote", out_dir / name)
+
+    def run(index: int = 0) -> None:
+        if index == len(shots):
+            window.editor.document().setModified(False)
+            window.close()
+            app.quit()
+            return
+        name, dark, inspector = shots[index]
+        window.set_dark_theme(dark)
+        window.inspector_dock.setVisible(inspector)
+        complete()
+
+        def wait() -> None:
+            if window.editor.ghost is not None and window.status.state_label.text().startswith("● idle"):
+                if inspector and window._last_result:
+                    window.inspector.show_prompt(window._last_result[0].prompt, window._last_result[0].stats, window._last_result[1])
+                QTimer.singleShot(400, lambda: (shoot(name), run(index + 1)))
+            else:
+                QTimer.singleShot(200, wait)
+
+        QTimer.singleShot(300, wait)
+
+    def wait_for_model() -> None:
+        # Polling on the GUI thread: a lambda connected to a worker signal would run in the worker.
+        if window.model_info is not None:
+            QTimer.singleShot(500, run)
+        else:
+            QTimer.singleShot(100, wait_for_model)
+
+    QTimer.singleShot(200, load)
+    QTimer.singleShot(300, wait_for_model)
+    QTimer.singleShot(120_000, app.quit)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
