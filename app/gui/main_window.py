@@ -34,6 +34,7 @@ from app.core.units import format_bytes
 from app.gui.editor import CodeEditor
 from app.gui.highlighter import PygmentsHighlighter, all_languages, detect_lexer, lexer_by_alias
 from app.gui.inspector import PromptInspector
+from app.gui.preferences import PreferencesDialog
 from app.gui.settings import Settings, save_settings
 from app.gui.statusbar import StatusPanel
 from app.gui.theme import DARK, LIGHT, apply_palette
@@ -163,6 +164,9 @@ class MainWindow(QMainWindow):
         self.act_repo = model_menu.addAction("Use other open &files as context")
         self.act_repo.setCheckable(True)
 
+        self.act_preferences = model_menu.addAction("&Preferences…", self.open_preferences)
+        self.act_preferences.setShortcut(QKeySequence.StandardKey.Preferences)
+
         view_menu = menu.addMenu("&View")
         self.act_dark = view_menu.addAction("&Dark theme")
         self.act_dark.setCheckable(True)
@@ -226,6 +230,21 @@ class MainWindow(QMainWindow):
         self.layout_box.setCurrentIndex(max(0, self.layout_box.findData(s.layout)))
         self.set_dark_theme(s.dark_theme)
         self._rebuild_recent_menu()
+
+    def open_preferences(self) -> None:
+        dialog = PreferencesDialog(self.settings, self)
+        if dialog.exec() == PreferencesDialog.DialogCode.Accepted:
+            self.update_settings(dialog.result_settings())
+
+    def update_settings(self, new: Settings) -> None:
+        """Apply changed settings now; a new context size applies at the next load."""
+        reload_needed = new.n_ctx != self.settings.n_ctx or new.threads != self.settings.threads
+        for field_name, value in vars(new).items():
+            setattr(self.settings, field_name, value)
+        self.apply_settings()
+        save_settings(self.settings)
+        if reload_needed and self.model_info is not None:
+            self.load_model(str(self.model_info.path))
 
     def set_dark_theme(self, dark: bool) -> None:
         self.settings.dark_theme = dark

@@ -273,3 +273,36 @@ def test_empty_state_without_a_model(qtbot) -> None:
     assert win.stack.currentWidget() is win.empty_state
     assert win.status.state_label.text() == "● no model"
     dispose(win)
+
+
+def test_preferences_apply_and_reload_on_context_change(qtbot, window: MainWindow) -> None:
+    from app.gui.preferences import PreferencesDialog
+
+    dialog = PreferencesDialog(window.settings, window)
+    dialog.max_tokens.setValue(7)
+    dialog.debounce.setValue(400)
+    dialog.n_ctx.setCurrentIndex(dialog.n_ctx.findData(2048))
+    with qtbot.waitSignal(window.client.worker.model_loaded, timeout=20_000):
+        window.update_settings(dialog.result_settings())
+    assert window.settings.max_tokens == 7 and window.debounce.interval() == 400
+    assert window.build_request().max_tokens == 7
+    put_caret(window, CARET)
+    with qtbot.waitSignal(window.client.worker.completion_finished, timeout=15_000) as blocker:
+        window.request_completion()
+    assert blocker.args[1].stats.ctx_size == 2048
+    assert blocker.args[1].stats.generated_tokens <= 7
+
+
+def test_recovery_file_restores_unsaved_text(qtbot, window: MainWindow) -> None:
+    from app.gui.main_window import recovery_path
+
+    window.settings.auto_complete = False
+    put_caret(window, len(SOURCE))
+    qtbot.keyClicks(window.editor, "unsaved work")
+    window.write_recovery()
+    assert recovery_path().is_file()
+    other = MainWindow(Settings())
+    assert other.restore_recovery()
+    assert other.editor.toPlainText() == SOURCE + "unsaved work"
+    assert other.editor.document().isModified()
+    dispose(other)
