@@ -139,6 +139,33 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    from app.core.catalog import builtin_catalog
+    from app.core.memory_fit import MemoryInfo, detect_memory, fit_report
+    from app.core.units import format_bytes
+
+    if args.ctx < 256:
+        raise UsageError("--ctx must be at least 256 tokens")
+    memory = detect_memory()
+    if args.ram_gb is not None:  # what-if: judge for another machine
+        memory = MemoryInfo(int(args.ram_gb * 1e9), int(args.ram_gb * 1e9), memory.gpus, memory.unified)
+    report = fit_report(builtin_catalog(), memory, args.ctx, use_mmap=not args.no_mmap)
+    if args.json:
+        _print_json(report.to_json())
+        return 0
+    print(f"RAM {format_bytes(memory.total_bytes)} total, {format_bytes(memory.available_bytes)} available; "
+          f"context {args.ctx:,} tokens")
+    for gpu in memory.gpus:
+        print(f"GPU {gpu.name}: {format_bytes(gpu.total_bytes)} ({format_bytes(gpu.free_bytes)} free)")
+    for row in report.rows:
+        mark = {"fits": "fits", "tight": "tight", "too_large": "too large"}[row.verdict]
+        star = "  ← recommended" if report.recommended == row.entry else ""
+        print(f"  {row.entry.family:<15} {row.entry.quant:<7} file {format_bytes(row.entry.size_bytes):>9}  "
+              f"needs {format_bytes(row.need.total_bytes):>9} ({format_bytes(row.need.reclaimable_bytes)} reclaimable)  "
+              f"{mark}{star}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="starpad",
@@ -168,10 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single-line", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_complete)
+    p = verbs.add_parser("fit", help="which StarCoder2 quants fit this machine's memory")
+    p.add_argument("--ctx", type=int, default=16384)
+    p.add_argument("--no-mmap", action="store_true", help="estimate for loading without mmap")
+    p.add_argument("--ram-gb", type=float, help="judge for this much available RAM instead of this machine's")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fit)
     return parser
 
 
-VERBS = ("inspect", "complete")
+VERBS = ("inspect", "complete", "fit")
 
 
 def run(argv: list[str]) -> int:
@@ -196,3 +229,6 @@ def run(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("starpad: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `starpad fit | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,89 @@
+"""Measure llama.cpp's real memory use against the fit estimator's prediction.
+
+Each configuration loads the model in a fresh process (so page cache and allocator
+state from one run cannot flatter the next), runs one short prompt so the compute
+buffers are touched, and reports RSS split into anonymous and file-backed memory.
+
+    python -m bench.memory_calibration MODEL.gguf [--ctx 4096 16384] [--no-mmap] [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _proc_status() -> dict[str, int]:
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
+def measure_in_this_process(model: str, n_ctx: int, use_mmap: bool) -> dict[str, object]:
+    import time
+
+    from app.core.engine import CompletionRequest, Engine, EngineConfig
+
+    baseline = _proc_status()
+    engine = Engine()
+    started = time.perf_counter()
+    engine.load(model, EngineConfig(n_ctx=n_ctx, use_mmap=use_mmap))
+    load_s = time.perf_counter() - started
+    engine.complete(CompletionRequest(prefix="def hello():\n    ", max_tokens=2))
+    after = _proc_status()
+    return {"n_ctx": n_ctx, "use_mmap": use_mmap, "load_s": round(load_s, 2), "baseline": baseline, "loaded": after}
+
+
+def predict(model: str, n_ctx: int, use_mmap: bool) -> dict[str, int]:
+    from app.core.catalog import ArchShape
+    from app.core.memory_fit import estimate
+    from app.core.model_info import model_info
+
+    info = model_info(model)
+    shape = ArchShape(info.n_params, info.n_layer, info.n_embd, info.n_head, info.n_head_kv, info.n_vocab)
+    need = estimate(info.size_bytes, shape, n_ctx, use_mmap)
+    return {"total": need.total_bytes, "reclaimable": need.reclaimable_bytes, "kv": need.kv_bytes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    parser.add_argument("--ctx", type=int, nargs="+", default=[4096, 16384])
+    parser.add_argument("--no-mmap", action="store_true", help="also measure use_mmap=False")
+    parser.add_argument("--child", nargs=2, metavar=("CTX", "MMAP"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure_in_this_process(args.model, int(args.child[0]), args.child[1] == "1")))
+        return 0
+    runs = []
+    configs = [(ctx, True) for ctx in args.ctx] + ([(args.ctx[0], False)] if args.no_mmap else [])
+    for ctx, mmap in configs:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.memory_calibration", args.model, "--child", str(ctx), "1" if mmap else "0"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        run = json.loads(out.strip().splitlines()[-1])
+        run["predicted"] = predict(args.model, ctx, mmap)
+        rss = run["loaded"]["VmRSS"]
+        run["error_pct"] = round((run["predicted"]["total"] - rss) / rss * 100, 1)
+        runs.append(run)
+        print(
+            f"ctx={ctx:>6} mmap={mmap!s:<5} load {run['load_s']:>5.1f} s  RSS {rss / 1e9:.2f} GB "
+            f"(anon {run['loaded']['RssAnon'] / 1e9:.2f}, file {run['loaded']['RssFile'] / 1e9:.2f}, "
+            f"before load {run['baseline']['VmRSS'] / 1e9:.2f})  predicted {run['predicted']['total'] / 1e9:.2f} GB "
+            f"→ error {run['error_pct']:+.1f} %"
+        )
+    if args.out:
+        args.out.write_text(json.dumps(runs, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The fit estimator: formula, verdicts that follow memory, recommendation by context."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from app.core.catalog import STARCODER2_3B, builtin_catalog
+from app.core.memory_fit import MemoryInfo, estimate, fit_report
+
+GB = 10**9
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_kv_cache_formula_matches_the_issue() -> None:
+    # n_layer x n_ctx x n_head_kv x head_dim x 2 x 2 bytes: about 480 MiB for 3B at 16K.
+    need = estimate(1_890_000_000, STARCODER2_3B, 16384)
+    assert need.kv_bytes == 30 * 16384 * 2 * 128 * 2 * 2
+    assert round(need.kv_bytes / 2**20) == 480
+
+
+def test_mmap_pages_are_reclaimable_and_no_mmap_holds_weights_once() -> None:
+    mmap = estimate(1_890_000_000, STARCODER2_3B, 4096, use_mmap=True)
+    plain = estimate(1_890_000_000, STARCODER2_3B, 4096, use_mmap=False)
+    assert mmap.reclaimable_bytes == 1_890_000_000 and plain.reclaimable_bytes == 0
+    assert mmap.total_bytes > plain.total_bytes
+    assert mmap.required_bytes < mmap.total_bytes
+
+
+def test_verdicts_follow_the_memory() -> None:
+    entries = [e for e in builtin_catalog() if e.family == "StarCoder2 3B"]
+    big = fit_report(entries, MemoryInfo(64 * GB, 60 * GB), 16384)
+    small = fit_report(entries, MemoryInfo(4 * GB, 3 * GB), 16384)
+    assert all(row.verdict == "fits" for row in big.rows)
+    verdicts = {row.entry.quant: row.verdict for row in small.rows}
+    assert verdicts["F16"] == "too_large" and verdicts["Q2_K"] in ("fits", "tight")
+    assert big.recommended is not None and big.recommended.quant == "Q8_0"  # never F16
+    assert small.recommended is None or small.recommended.quant != "Q8_0"
+
+
+def test_recommendation_changes_with_context() -> None:
+    memory = MemoryInfo(16 * GB, 11 * GB)
+    short = fit_report(builtin_catalog(), memory, 4096).recommended
+    long = fit_report(builtin_catalog(), memory, 16384).recommended
+    assert short is not None and long is not None
+    # The 16K KV cache of the 7B (1 GB more than at 4K) pushes the pick down.
+    assert (short.family, short.quant) == ("StarCoder2 7B", "Q4_K_M")
+    assert long != short
+
+
+def test_fit_cli_json() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "fit", "--ctx", "8192", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["ram_total_bytes"] > 0 and data["n_ctx"] == 8192
+    row = data["quants"][0]
+    assert set(row) >= {"file_bytes", "need_bytes", "verdict"}
+    assert {r["verdict"] for r in data["quants"]} <= {"fits", "tight", "too_large"}
+    assert data["recommended"] is None or isinstance(data["recommended"], str)
