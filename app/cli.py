@@ -166,6 +166,40 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from app.core.download import HubDownloader, Progress
+    from app.core.units import format_bytes
+
+    def report(p: Progress) -> None:
+        eta = f", {p.eta_seconds:.0f} s left" if p.eta_seconds is not None else ""
+        print(f"\r{p.fraction:6.1%}  {format_bytes(p.downloaded)} of {format_bytes(p.total)}  "
+              f"{format_bytes(p.bytes_per_second)}/s{eta}   ", end="", file=sys.stderr, flush=True)
+
+    downloader = HubDownloader(cache_dir=args.cache_dir)
+    path = downloader.download(args.repo, args.file, revision=args.revision, progress=report)
+    print(file=sys.stderr)
+    if args.json:
+        _print_json({"path": str(path), "size_bytes": path.stat().st_size})
+    else:
+        print(path)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from app.core.local_models import find_local_models
+    from app.core.units import format_bytes
+
+    models = find_local_models()
+    if args.json:
+        _print_json([m.to_json() for m in models])
+        return 0
+    if not models:
+        print("no local models (download one with `starpad download REPO FILE`)")
+    for model in models:
+        print(f"{model.quant:<8} {format_bytes(model.size_bytes):>9}  {model.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="starpad",
@@ -201,10 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ram-gb", type=float, help="judge for this much available RAM instead of this machine's")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
+    p = verbs.add_parser("download", help="download a model file from the Hub (resumable, sha256-verified)")
+    p.add_argument("repo")
+    p.add_argument("file")
+    p.add_argument("--revision", default="main")
+    p.add_argument("--cache-dir", type=Path, default=None, help="default: the Hugging Face cache")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_download)
+
+    p = verbs.add_parser("models", help="list local GGUF models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
     return parser
 
 
-VERBS = ("inspect", "complete", "fit")
+VERBS = ("inspect", "complete", "fit", "download", "models")
 
 
 def run(argv: list[str]) -> int:
