@@ -149,7 +149,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     memory = detect_memory()
     if args.ram_gb is not None:  # what-if: judge for another machine
         memory = MemoryInfo(int(args.ram_gb * 1e9), int(args.ram_gb * 1e9), memory.gpus, memory.unified)
-    report = fit_report(builtin_catalog(), memory, args.ctx, use_mmap=not args.no_mmap)
+    report = fit_report(builtin_catalog(), memory, args.ctx, use_mmap=args.mmap)
     if args.json:
         _print_json(report.to_json())
         return 0
@@ -161,7 +161,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         mark = {"fits": "fits", "tight": "tight", "too_large": "too large"}[row.verdict]
         star = "  ← recommended" if report.recommended == row.entry else ""
         print(f"  {row.entry.family:<15} {row.entry.quant:<7} file {format_bytes(row.entry.size_bytes):>9}  "
-              f"needs {format_bytes(row.need.total_bytes):>9} ({format_bytes(row.need.reclaimable_bytes)} reclaimable)  "
+              f"needs {format_bytes(row.need.total_bytes):>9}"
+              + (f" ({format_bytes(row.need.reclaimable_bytes)} reclaimable)" if row.need.reclaimable_bytes else "")
+              + "  "
               f"{mark}{star}")
     return 0
 
@@ -231,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_complete)
     p = verbs.add_parser("fit", help="which StarCoder2 quants fit this machine's memory")
     p.add_argument("--ctx", type=int, default=16384)
-    p.add_argument("--no-mmap", action="store_true", help="estimate for loading without mmap")
+    p.add_argument("--mmap", action="store_true", help="estimate for loading with mmap (Starpad loads without)")
     p.add_argument("--ram-gb", type=float, help="judge for this much available RAM instead of this machine's")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)

@@ -4,7 +4,7 @@ Each configuration loads the model in a fresh process (so page cache and allocat
 state from one run cannot flatter the next), runs one short prompt so the compute
 buffers are touched, and reports RSS split into anonymous and file-backed memory.
 
-    python -m bench.memory_calibration MODEL.gguf [--ctx 4096 16384] [--no-mmap] [--out results.json]
+    python -m bench.memory_calibration MODEL.gguf [--ctx 4096 16384] [--mmap] [--out results.json]
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ def measure_in_this_process(model: str, n_ctx: int, use_mmap: bool) -> dict[str,
     return {"n_ctx": n_ctx, "use_mmap": use_mmap, "load_s": round(load_s, 2), "baseline": baseline, "loaded": after}
 
 
-def predict(model: str, n_ctx: int, use_mmap: bool) -> dict[str, int]:
+def predict(model: str, n_ctx: int, use_mmap: bool, baseline: int) -> dict[str, int]:
     from app.core.catalog import ArchShape
     from app.core.memory_fit import estimate
     from app.core.model_info import model_info
 
     info = model_info(model)
     shape = ArchShape(info.n_params, info.n_layer, info.n_embd, info.n_head, info.n_head_kv, info.n_vocab)
-    need = estimate(info.size_bytes, shape, n_ctx, use_mmap)
+    need = estimate(info.size_bytes, shape, n_ctx, use_mmap, overhead_bytes=baseline)
     return {"total": need.total_bytes, "reclaimable": need.reclaimable_bytes, "kv": need.kv_bytes}
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
     parser.add_argument("--ctx", type=int, nargs="+", default=[4096, 16384])
-    parser.add_argument("--no-mmap", action="store_true", help="also measure use_mmap=False")
+    parser.add_argument("--mmap", action="store_true", help="also measure use_mmap=True")
     parser.add_argument("--child", nargs=2, metavar=("CTX", "MMAP"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_in_this_process(args.model, int(args.child[0]), args.child[1] == "1")))
         return 0
     runs = []
-    configs = [(ctx, True) for ctx in args.ctx] + ([(args.ctx[0], False)] if args.no_mmap else [])
+    configs = [(ctx, False) for ctx in args.ctx] + ([(ctx, True) for ctx in args.ctx] if args.mmap else [])
     for ctx, mmap in configs:
         out = subprocess.run(
             [sys.executable, "-m", "bench.memory_calibration", args.model, "--child", str(ctx), "1" if mmap else "0"],
             capture_output=True, text=True, check=True,
         ).stdout
         run = json.loads(out.strip().splitlines()[-1])
-        run["predicted"] = predict(args.model, ctx, mmap)
+        run["predicted"] = predict(args.model, ctx, mmap, run["baseline"]["VmRSS"])
         rss = run["loaded"]["VmRSS"]
         run["error_pct"] = round((run["predicted"]["total"] - rss) / rss * 100, 1)
         runs.append(run)

@@ -3,10 +3,13 @@
 The estimate follows how llama.cpp actually uses memory on a CPU (calibrated on the
 generated StarCoder2-3B-shaped Q4_K_M, see bench/memory_calibration.py):
 
-* weights: with mmap (our default: loads in ~2-4 s instead of ~7 s) the file's pages
-  become resident as they are read — page cache the OS can reclaim under pressure — and
-  llama.cpp additionally repacks most quantized tensors into anonymous memory for
-  faster CPU kernels. Without mmap the weights are read once into anonymous memory.
+* weights: without mmap (Starpad's default) they are read once into anonymous memory,
+  repacked in place. With mmap the file's pages stay resident as page cache the OS may
+  reclaim, *and* llama.cpp repacks most quantized tensors into anonymous memory for its
+  CPU kernels, so the weights are held about 1.7 times. Measured on the 1.89 GB
+  3B-shaped Q4_K_M (x86-64, AVX2): mmap 3.38 GB RSS at 4K / 3.76 GB at 16K, load 2.5 s;
+  no mmap 2.10 GB at 4K / 2.48 GB at 16K, load 3.4-5.1 s. 1.3 GB for ~2-3 s: no mmap.
+  The estimate is within 1 % of measured RSS in all four (bench/results/memory-calibration.json).
 * KV cache: n_layer × n_ctx × n_head_kv × head_dim × 2 (K and V) × 2 bytes (F16).
 * compute buffers: logits for a batch plus activations, and the process's own runtime.
 """
@@ -23,10 +26,12 @@ import psutil
 
 from app.core.catalog import QUALITY_ORDER, ArchShape, CatalogEntry
 
-#: Share of the file that llama.cpp repacks into anonymous memory (mmap mode, CPU).
-REPACK_FRACTION = 0.75
-#: The interpreter, Qt and llama.cpp's libraries before any model (measured: ~250 MB).
-RUNTIME_OVERHEAD_BYTES = 250_000_000
+#: Share of the file llama.cpp repacks into anonymous memory in mmap mode (measured 0.69
+#: for Q4_K_M: its Q4_K tensors are repacked, the Q6_K ones are used in place).
+REPACK_FRACTION = 0.69
+#: The window's own footprint before any model: Python, Qt, llama.cpp's libraries
+#: (the CLI alone is ~50 MB; callers that know their baseline pass it).
+RUNTIME_OVERHEAD_BYTES = 200_000_000
 N_BATCH = 512
 #: "tight" when the need is above this share of available memory, "too large" above 100 %.
 TIGHT_SHARE = 0.80
@@ -95,14 +100,21 @@ class Estimate:
         return self.total_bytes - self.reclaimable_bytes
 
 
-def estimate(file_bytes: int, shape: ArchShape, n_ctx: int, use_mmap: bool = True) -> Estimate:
+def estimate(
+    file_bytes: int,
+    shape: ArchShape,
+    n_ctx: int,
+    use_mmap: bool = False,
+    overhead_bytes: int = RUNTIME_OVERHEAD_BYTES,
+) -> Estimate:
     if use_mmap:
         weights = int(file_bytes * (1 + REPACK_FRACTION))
         reclaimable = file_bytes
     else:
         weights, reclaimable = file_bytes, 0
-    compute = shape.n_vocab * N_BATCH * 4 + shape.n_embd * N_BATCH * 4 * 12
-    return Estimate(weights, reclaimable, shape.kv_bytes_per_token() * n_ctx, compute, RUNTIME_OVERHEAD_BYTES)
+    # Activations for one batch (logits are kept for one token only): ~25 MB for 3B.
+    compute = shape.n_embd * N_BATCH * 4 * 4
+    return Estimate(weights, reclaimable, shape.kv_bytes_per_token() * n_ctx, compute, overhead_bytes)
 
 
 def verdict(need: Estimate, memory: MemoryInfo) -> str:
@@ -155,7 +167,7 @@ class FitReport:
         }
 
 
-def fit_report(entries: list[CatalogEntry], memory: MemoryInfo, n_ctx: int, use_mmap: bool = True) -> FitReport:
+def fit_report(entries: list[CatalogEntry], memory: MemoryInfo, n_ctx: int, use_mmap: bool = False) -> FitReport:
     rows = tuple(
         FitRow(e, need, verdict(need, memory))
         for e in entries
