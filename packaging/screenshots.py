@@ -69,8 +69,21 @@ def main() -> int:
         window.grab().save(str(out_dir / name))
         print("wrote", out_dir / name)
 
+    def shoot_model_dialog() -> None:
+        from app.core.memory_fit import detect_memory
+        from app.gui.model_dialog import ModelDialog
+
+        dialog = ModelDialog(window, memory=detect_memory(), n_ctx=16384)
+        dialog.show()
+        dialog.context_box.setCurrentIndex(dialog.context_box.findData(16384))
+        app.processEvents()
+        dialog.grab().save(str(out_dir / "model-dialog.png"))
+        print("wrote", out_dir / "model-dialog.png")
+        dialog.done(0)
+
     def run(index: int = 0) -> None:
         if index == len(shots):
+            shoot_model_dialog()
             window.editor.document().setModified(False)
             window.close()
             app.quit()

@@ -31,6 +31,14 @@ from pathlib import Path, PurePosixPath
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
+# Imported at module level, on the GUI thread, so the download worker thread never
+# pays for (or runs PySide's import hook on) a first import of the network stack.
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url  # noqa: E402
+from huggingface_hub.constants import HF_HUB_CACHE  # noqa: E402
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError  # noqa: E402
+from huggingface_hub.hf_api import RepoFile as HubRepoFile  # noqa: E402
+from huggingface_hub.utils import build_hf_headers, get_session  # noqa: E402
+
 from app.core.engine import CancelToken  # noqa: E402
 from app.core.errors import CancelledError, ModelFileError, StarpadError  # noqa: E402
 from app.core.units import format_bytes  # noqa: E402
@@ -81,8 +89,6 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def hf_cache_dir() -> Path:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
     return Path(HF_HUB_CACHE)
 
 
@@ -106,9 +112,6 @@ class HubDownloader:
 
     # ---------------------------------------------------------- metadata
     def resolve(self, repo_id: str, filename: str, revision: str = "main") -> RemoteFile:
-        from huggingface_hub import get_hf_file_metadata, hf_hub_url
-        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
         safe_relative_path(filename)
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
         try:
@@ -125,9 +128,6 @@ class HubDownloader:
 
     def list_files(self, repo_id: str, revision: str = "main") -> list[tuple[str, int, str | None]]:
         """(path, size, sha256) of every file in the repo, from the Hub's tree API."""
-        from huggingface_hub import HfApi
-        from huggingface_hub.hf_api import RepoFile as HubRepoFile
-
         api = HfApi(endpoint=self.endpoint, token=self.token)
         try:
             entries = list(api.list_repo_tree(repo_id, revision=revision, recursive=True))
@@ -260,8 +260,6 @@ class HubDownloader:
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
     ) -> int:
-        from huggingface_hub.utils import build_hf_headers, get_session
-
         if have == remote.size:
             return have
         headers = build_hf_headers(token=self.token)

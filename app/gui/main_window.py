@@ -80,15 +80,18 @@ class EmptyState(QWidget):
         body = QLabel(
             "Starpad completes code with a StarCoder2 model running entirely on this computer.<br>"
             "Nothing you type leaves your machine.<br><br>"
-            "Open a StarCoder2 <b>.gguf</b> model to begin. You can keep typing meanwhile."
+            "Choose a StarCoder2 model that fits this computer, or open a <b>.gguf</b> you have.<br>"
+            "You can keep typing meanwhile."
         )
         for label in (title, body):
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
             layout.addWidget(label)
-        self.open_button = QPushButton("Open GGUF model…")
-        self.open_button.setMinimumWidth(220)
+        self.models_button = QPushButton("Choose a model for this computer…")
+        self.models_button.setMinimumWidth(260)
+        self.open_button = QPushButton("Open a GGUF file…")
+        self.open_button.setMinimumWidth(260)
         self.continue_button = QPushButton("Just edit for now")
-        for button in (self.open_button, self.continue_button):
+        for button in (self.models_button, self.open_button, self.continue_button):
             layout.addWidget(button, alignment=Qt.AlignmentFlag.AlignCenter)
         layout.addStretch(2)
 
@@ -153,6 +156,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction("&Quit", QKeySequence.StandardKey.Quit, self.close)
 
         model_menu = menu.addMenu("&Model")
+        self.act_models = model_menu.addAction("&Models…", self.open_model_manager)
+        self.act_models.setShortcut(QKeySequence("Ctrl+M"))
         self.act_open_model = model_menu.addAction("Open &GGUF model…", self.open_model_dialog)
         model_menu.addSeparator()
         self.act_complete = model_menu.addAction("Complete &now", self.request_completion)
@@ -178,6 +183,7 @@ class MainWindow(QMainWindow):
         toolbar.setObjectName("main-toolbar")
         toolbar.setMovable(False)
         self.addToolBar(toolbar)
+        toolbar.addAction(self.act_models)
         toolbar.addAction(self.act_open_model)
         toolbar.addSeparator()
         toolbar.addWidget(QLabel(" Language "))
@@ -208,6 +214,7 @@ class MainWindow(QMainWindow):
         self.editor.ghost_dismissed.connect(self.client.cancel_completion)
         self.editor.verticalScrollBar().valueChanged.connect(self._on_scrolled)
         self.empty_state.open_button.clicked.connect(self.open_model_dialog)
+        self.empty_state.models_button.clicked.connect(self.open_model_manager)
         self.empty_state.continue_button.clicked.connect(lambda: self.stack.setCurrentWidget(self.editor))
         self.act_auto.toggled.connect(self._on_auto_toggled)
         self.act_single.toggled.connect(lambda on: setattr(self.settings, "single_line", on))
@@ -256,6 +263,16 @@ class MainWindow(QMainWindow):
         self.highlighter.set_style(theme.pygments_style)
 
     # ------------------------------------------------------------- models
+    def open_model_manager(self) -> None:
+        from app.gui.model_dialog import ModelDialog
+
+        dialog = ModelDialog(self, n_ctx=self.settings.n_ctx)
+        dialog.load_requested.connect(self._load_from_manager)
+        dialog.exec()
+
+    def _load_from_manager(self, path: str) -> None:
+        self.load_model(path)
+
     def open_model_dialog(self) -> None:
         start = str(Path(self.settings.last_model).parent) if self.settings.last_model else str(Path.home())
         path, _ = QFileDialog.getOpenFileName(self, "Open GGUF model", start, "GGUF models (*.gguf);;All files (*)")

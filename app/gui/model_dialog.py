@@ -1,0 +1,411 @@
+"""The model manager: what fits this machine, get it, load it.
+
+Memory figures, the catalog and the download folder are injected so tests (and a
+"what if I had 8 GB" look) can drive the dialog without touching the real machine.
+Network traffic happens only when the user presses Download or Refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.catalog import CatalogEntry, builtin_catalog, with_hub_metadata
+from app.core.download import DownloadError, HubDownloader, Progress
+from app.core.engine import CancelToken
+from app.core.errors import CancelledError, ModelFileError, StarpadError
+from app.core.local_models import LocalModel, find_local_models, user_models_dir
+from app.core.memory_fit import FitReport, MemoryInfo, detect_memory, fit_report
+from app.core.model_info import model_info
+from app.core.units import format_bytes
+
+log = logging.getLogger("starpad.models")
+
+CONTEXT_CHOICES = (4096, 8192, 16384)
+VERDICT_TEXT = {"fits": "fits", "tight": "tight", "too_large": "too large"}
+VERDICT_COLOUR = {"fits": "#2da44e", "tight": "#bf8700", "too_large": "#cf222e"}
+COLUMNS = ("Model", "Quant", "Bits/weight", "File", "Needs", "Verdict", "On disk")
+
+
+class DownloadWorker(QObject):
+    """Network work off the GUI thread: downloads and catalog refreshes."""
+
+    progress = Signal(object)  # Progress
+    finished = Signal(str)
+    failed = Signal(str)
+    refreshed = Signal(object)  # {repo: [(path, size, sha256)]}
+
+    def __init__(self, downloader: HubDownloader) -> None:
+        super().__init__()
+        self._downloader = downloader
+
+    @Slot(str, str, object)
+    def download(self, repo_id: str, filename: str, cancel: CancelToken) -> None:
+        try:
+            path = self._downloader.download(repo_id, filename, progress=self.progress.emit, cancel=cancel)
+        except CancelledError as exc:
+            self.failed.emit(str(exc))
+            return
+        except StarpadError as exc:
+            self.failed.emit(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - never take the window down
+            log.exception("download failed")
+            self.failed.emit(f"unexpected error: {exc}")
+            return
+        self.finished.emit(str(path))
+
+    @Slot(object)
+    def refresh(self, repos: list[str]) -> None:
+        listing: dict[str, list[tuple[str, int, str | None]]] = {}
+        for repo in repos:
+            try:
+                listing[repo] = self._downloader.list_files(repo)
+            except DownloadError as exc:
+                self.failed.emit(str(exc))
+                return
+        self.refreshed.emit(listing)
+
+
+class ModelDialog(QDialog):
+    """Pick, download, import and load models, guided by this machine's memory."""
+
+    load_requested = Signal(str)
+    _download_requested = Signal(str, str, object)
+    _refresh_requested = Signal(object)
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        memory: MemoryInfo | None = None,
+        catalog: list[CatalogEntry] | None = None,
+        downloader: HubDownloader | None = None,
+        n_ctx: int = 16384,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(980, 560)
+        self.memory = memory or detect_memory()
+        self.catalog = catalog or builtin_catalog()
+        self.downloader = downloader or HubDownloader()
+        self.report: FitReport | None = None
+        self._local: dict[tuple[str | None, str], LocalModel] = {}
+        self._cancel: CancelToken | None = None
+
+        self.memory_label = QLabel()
+        self.context_box = QComboBox()
+        for n in CONTEXT_CHOICES:
+            self.context_box.addItem(f"{n // 1024}K context", n)
+        self.context_box.setCurrentIndex(max(0, self.context_box.findData(n_ctx)))
+        self.recommend_label = QLabel()
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.progress_label = QLabel()
+        self.download_button = QPushButton("Download")
+        self.cancel_button = QPushButton("Cancel download")
+        self.cancel_button.setVisible(False)
+        self.load_button = QPushButton("Load")
+        self.load_button.setDefault(True)
+        self.import_button = QPushButton("Import GGUF…")
+        self.delete_button = QPushButton("Delete")
+        self.reveal_button = QPushButton("Show in folder")
+        self.refresh_button = QPushButton("Refresh from Hub")
+        self.refresh_button.setToolTip("Fetch exact sizes and sha256 digests (the only time this dialog goes online)")
+
+        top = QHBoxLayout()
+        top.addWidget(self.memory_label, 1)
+        top.addWidget(self.context_box)
+        buttons = QHBoxLayout()
+        for button in (self.import_button, self.refresh_button, self.reveal_button, self.delete_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        for button in (self.cancel_button, self.download_button, self.load_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.recommend_label)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_label)
+        layout.addLayout(buttons)
+
+        self._thread = QThread()
+        self._thread.setObjectName("starpad-download")
+        self.worker = DownloadWorker(self.downloader)
+        self.worker.moveToThread(self._thread)
+        self._download_requested.connect(self.worker.download)
+        self._refresh_requested.connect(self.worker.refresh)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_downloaded)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.refreshed.connect(self._on_refreshed)
+
+        self.context_box.currentIndexChanged.connect(lambda _i: self.refresh_table())
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.itemDoubleClicked.connect(lambda _item: self.load_selected())
+        self.download_button.clicked.connect(self.download_selected)
+        self.cancel_button.clicked.connect(self.cancel_download)
+        self.load_button.clicked.connect(self.load_selected)
+        self.import_button.clicked.connect(self.import_dialog)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.reveal_button.clicked.connect(self.reveal_selected)
+        self.refresh_button.clicked.connect(self.refresh_from_hub)
+        self.refresh_table()
+
+    # ------------------------------------------------------------- table
+    @property
+    def n_ctx(self) -> int:
+        return int(self.context_box.currentData())
+
+    def _scan_local(self) -> None:
+        extra = (self.downloader.cache_dir,) if self.downloader.cache_dir.is_dir() else ()
+        self._local = {}
+        for model in find_local_models(extra):
+            self._local[(model.repo_id, model.path.name)] = model
+            self._local.setdefault((None, model.path.name), model)
+
+    def local_path(self, entry: CatalogEntry) -> Path | None:
+        found = self._local.get((entry.repo_id, entry.filename)) or self._local.get((None, entry.filename))
+        return found.path if found else None
+
+    def refresh_table(self) -> None:
+        self._scan_local()
+        m = self.memory
+        gpus = "; ".join(f"{g.name} {format_bytes(g.total_bytes)}" for g in m.gpus) or "no GPU"
+        shared = " (shared with the GPU)" if m.unified else ""
+        self.memory_label.setText(
+            f"<b>RAM</b> {format_bytes(m.total_bytes)} total, {format_bytes(m.available_bytes)} available{shared} · {gpus}"
+        )
+        self.report = fit_report(self.catalog, m, self.n_ctx)
+        rec = self.report.recommended
+        self.recommend_label.setText(
+            f"Recommended for {self.n_ctx // 1024}K context: <b>{rec.family} {rec.quant}</b>"
+            if rec else "Nothing fits comfortably in the available memory at this context; try a smaller context."
+        )
+        selected = self.selected_entry()
+        self.table.setRowCount(len(self.report.rows))
+        for row_index, row in enumerate(self.report.rows):
+            e, need = row.entry, row.need
+            on_disk = self.local_path(e)
+            approx = "" if e.size_exact else "≈ "
+            cells = (
+                e.family + ("  ★ recommended" if e == rec else ""),
+                e.quant,
+                f"{e.bits_per_weight:.2f}",
+                approx + format_bytes(e.size_bytes),
+                format_bytes(need.total_bytes),
+                VERDICT_TEXT[row.verdict],
+                "downloaded" if on_disk else "",
+            )
+            tip = (
+                f"{e.repo_id}/{e.filename}\n"
+                f"weights {format_bytes(need.weights_bytes)} + KV cache {format_bytes(need.kv_bytes)} "
+                f"({self.n_ctx:,} tokens) + compute {format_bytes(need.compute_bytes)} + app {format_bytes(need.overhead_bytes)}"
+                f" = {format_bytes(need.total_bytes)}\navailable: {format_bytes(m.available_bytes)}"
+                + ("" if e.size_exact else "\nfile size estimated; Refresh from Hub for the exact size and sha256")
+            )
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(tip)
+                item.setData(Qt.ItemDataRole.UserRole, row_index)
+                if col == 5:
+                    item.setForeground(QBrush(QColor(VERDICT_COLOUR[row.verdict])))
+                if e == rec:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.table.setItem(row_index, col, item)
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        target = selected or rec
+        if target is not None:
+            for row_index, row in enumerate(self.report.rows):
+                if row.entry == target:
+                    self.table.selectRow(row_index)
+        self._update_buttons()
+
+    def selected_row_index(self) -> int | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        return rows[0].row() if rows else None
+
+    def selected_entry(self) -> CatalogEntry | None:
+        index = self.selected_row_index()
+        if index is None or self.report is None or index >= len(self.report.rows):
+            return None
+        return self.report.rows[index].entry
+
+    def verdict_of(self, entry: CatalogEntry) -> str:
+        assert self.report is not None
+        return next(r.verdict for r in self.report.rows if r.entry == entry)
+
+    def _update_buttons(self) -> None:
+        entry = self.selected_entry()
+        local = self.local_path(entry) if entry else None
+        busy = self._cancel is not None
+        self.download_button.setEnabled(entry is not None and local is None and not busy)
+        self.load_button.setEnabled(local is not None)
+        self.delete_button.setEnabled(local is not None and not busy)
+        self.reveal_button.setEnabled(local is not None)
+
+    # ------------------------------------------------------------ actions
+    def load_selected(self) -> None:
+        entry = self.selected_entry()
+        path = self.local_path(entry) if entry else None
+        if entry is None or path is None:
+            return
+        verdict = self.verdict_of(entry)
+        if verdict != "fits":
+            answer = QMessageBox.question(
+                self,
+                "Load anyway?",
+                f"{entry.family} {entry.quant} is {VERDICT_TEXT[verdict]} for this machine at "
+                f"{self.n_ctx // 1024}K context: the system may swap or the load may fail. Load it anyway?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self.load_requested.emit(str(path))
+        self.accept()
+
+    def download_selected(self) -> None:
+        entry = self.selected_entry()
+        if entry is None or self._cancel is not None:
+            return
+        self._cancel = CancelToken()
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        self.progress_label.setText(f"Connecting for {entry.filename}…")
+        self.cancel_button.setVisible(True)
+        self._update_buttons()
+        self._ensure_thread()
+        self._download_requested.emit(entry.repo_id, entry.filename, self._cancel)
+
+    def cancel_download(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def _end_download(self) -> None:
+        self._cancel = None
+        self.cancel_button.setVisible(False)
+        self._update_buttons()
+
+    def _on_progress(self, p: Progress) -> None:
+        self.progress.setValue(int(p.fraction * 1000))
+        self.progress.setMaximum(1000)
+        eta = f" · {p.eta_seconds:,.0f} s left" if p.eta_seconds is not None else ""
+        self.progress_label.setText(
+            f"{format_bytes(p.downloaded)} of {format_bytes(p.total)} · {format_bytes(p.bytes_per_second)}/s{eta}"
+        )
+
+    def _on_downloaded(self, path: str) -> None:
+        self._end_download()
+        self.progress.setValue(self.progress.maximum())
+        self.progress_label.setText(f"Downloaded and verified: {path}")
+        self.refresh_table()
+
+    def _on_failed(self, message: str) -> None:
+        self._end_download()
+        self.progress.setVisible(False)
+        self.progress_label.setText(message)
+
+    def refresh_from_hub(self) -> None:
+        repos = sorted({e.repo_id for e in self.catalog})
+        self.progress_label.setText("Asking the Hub for exact sizes and sha256…")
+        self._ensure_thread()
+        self._refresh_requested.emit(repos)
+
+    def _on_refreshed(self, listing: dict[str, list[tuple[str, int, str | None]]]) -> None:
+        updated = []
+        for entry in self.catalog:
+            match = next((f for f in listing.get(entry.repo_id, []) if f[0] == entry.filename), None)
+            updated.append(with_hub_metadata(entry, match[1], match[2]) if match else entry)
+        self.catalog = updated
+        self.progress_label.setText("Catalog refreshed from the Hub.")
+        self.refresh_table()
+
+    def import_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
+        if path:
+            self.import_file(Path(path))
+
+    def import_file(self, path: Path) -> Path | None:
+        """Validate a local GGUF and make it appear in the list (a link, not a 2 GB copy)."""
+        try:
+            info = model_info(path)
+        except ModelFileError as exc:
+            QMessageBox.warning(self, "Not a usable model", str(exc))
+            return None
+        target_dir = user_models_dir()
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / path.name
+        if not target.exists():
+            try:
+                target.symlink_to(path.resolve())
+            except OSError:
+                shutil.copy2(path, target)
+        self.progress_label.setText(f"Imported {info.name} ({info.file_type}, {format_bytes(info.size_bytes)}).")
+        self.refresh_table()
+        return target
+
+    def delete_selected(self) -> None:
+        entry = self.selected_entry()
+        path = self.local_path(entry) if entry else None
+        if path is None:
+            return
+        answer = QMessageBox.question(self, "Delete model", f"Delete {path.name} ({format_bytes(path.stat().st_size)})?")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        real = path.resolve()
+        path.unlink(missing_ok=True)
+        if real != path and real.is_file() and self.downloader.cache_dir in real.parents:
+            real.unlink()  # the cache blob behind the snapshot link
+        self.refresh_table()
+
+    def reveal_selected(self) -> None:
+        entry = self.selected_entry()
+        path = self.local_path(entry) if entry else None
+        if path is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path.parent)))
+
+    def _ensure_thread(self) -> None:
+        """The network thread runs only once the user asks for network work."""
+        if not self._thread.isRunning():
+            self._thread.start()
+
+    def stop_worker(self) -> None:
+        """Cancel a running download (its partial stays resumable) and stop the thread."""
+        self.cancel_download()
+        self._thread.quit()
+        self._thread.wait(10_000)
+
+    def done(self, result: int) -> None:
+        """Accept, reject and the window's close button all end here."""
+        self.stop_worker()
+        super().done(result)

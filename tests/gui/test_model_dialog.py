@@ -1,0 +1,121 @@
+"""The model dialog: verdicts from injected memory, context-driven recommendation,
+download progress and cancel against the local Hub-protocol server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from app.core.catalog import builtin_catalog
+from app.core.download import HubDownloader
+from app.core.memory_fit import MemoryInfo
+from app.gui.model_dialog import ModelDialog
+from tests.hub_server import FakeHub, Faults
+
+GB = 10**9
+REPO = "second-state/StarCoder2-3B-GGUF"
+
+
+_open_dialogs: list[ModelDialog] = []
+
+
+@pytest.fixture(autouse=True)
+def close_dialogs():
+    yield
+    while _open_dialogs:
+        _open_dialogs.pop().done(0)  # stops the download thread before the dialog can be collected
+
+
+def make_dialog(memory: MemoryInfo, tmp_path: Path, endpoint: str | None = None, n_ctx: int = 16384, catalog=None):
+    dialog = ModelDialog(memory=memory, catalog=catalog, n_ctx=n_ctx,
+                         downloader=HubDownloader(cache_dir=tmp_path / "hub", endpoint=endpoint))
+    _open_dialogs.append(dialog)
+    return dialog
+
+
+def verdicts(dialog: ModelDialog) -> dict[str, str]:
+    return {f"{r.entry.family} {r.entry.quant}": dialog.table.item(i, 5).text() for i, r in enumerate(dialog.report.rows)}
+
+
+def test_verdicts_follow_the_detected_memory(qtbot, tmp_path: Path) -> None:
+    small = make_dialog(MemoryInfo(8 * GB, 4 * GB), tmp_path)
+    big = make_dialog(MemoryInfo(64 * GB, 60 * GB), tmp_path)
+    assert verdicts(small)["StarCoder2 15B Q8_0"] == "too large"
+    assert verdicts(small)["StarCoder2 3B Q2_K"] == "fits"
+    assert set(verdicts(big).values()) == {"fits"}
+    assert "4.00 GB available" in small.memory_label.text()
+    assert "RAM" in small.table.item(0, 4).toolTip() or "KV cache" in small.table.item(0, 4).toolTip()
+
+
+def test_recommendation_changes_with_the_context_selector(qtbot, tmp_path: Path) -> None:
+    dialog = make_dialog(MemoryInfo(16 * GB, 11 * GB), tmp_path, n_ctx=4096)
+    assert "StarCoder2 7B Q8_0" in dialog.recommend_label.text()
+    dialog.context_box.setCurrentIndex(dialog.context_box.findData(16384))
+    assert "StarCoder2 7B Q6_K" in dialog.recommend_label.text()
+    assert dialog.selected_entry() is not None
+
+
+def test_download_progress_then_load(qtbot, tmp_path: Path, tiny_model: Path, monkeypatch) -> None:
+    data = tiny_model.read_bytes()
+    with FakeHub() as hub:
+        entry = [e for e in builtin_catalog() if e.repo_id == REPO and e.quant == "Q4_K_M"][0]
+        hub.add(REPO, entry.filename, data, Faults(throttle_bps=2_000_000))
+        dialog = make_dialog(MemoryInfo(64 * GB, 60 * GB), tmp_path, hub.endpoint, catalog=[entry])
+        dialog.table.selectRow(0)
+        with qtbot.waitSignal(dialog.worker.finished, timeout=30_000):
+            dialog.download_selected()
+        qtbot.waitUntil(lambda: dialog.local_path(entry) is not None, timeout=5_000)
+        assert "of" in dialog.progress_label.text() or "verified" in dialog.progress_label.text()
+        assert dialog.table.item(0, 6).text() == "downloaded"
+        with qtbot.waitSignal(dialog.load_requested) as blocker:
+            dialog.load_selected()
+        assert Path(blocker.args[0]).read_bytes() == data
+
+
+def test_cancel_leaves_the_dialog_usable(qtbot, tmp_path: Path, tiny_model: Path) -> None:
+    with FakeHub() as hub:
+        entry = [e for e in builtin_catalog() if e.repo_id == REPO and e.quant == "Q8_0"][0]
+        hub.add(REPO, entry.filename, tiny_model.read_bytes(), Faults(throttle_bps=100_000))
+        dialog = make_dialog(MemoryInfo(64 * GB, 60 * GB), tmp_path, hub.endpoint, catalog=[entry])
+        dialog.table.selectRow(0)
+        with qtbot.waitSignal(dialog.worker.progress, timeout=15_000):
+            dialog.download_selected()
+        with qtbot.waitSignal(dialog.worker.failed, timeout=15_000):
+            dialog.cancel_download()
+        qtbot.waitUntil(lambda: dialog.download_button.isEnabled(), timeout=5_000)
+        assert "cancelled" in dialog.progress_label.text()
+        assert dialog.local_path(entry) is None
+        assert list((tmp_path / "hub").rglob("*.incomplete"))  # kept for resuming
+
+
+def test_loading_a_quant_that_does_not_fit_asks_first(qtbot, tmp_path: Path, tiny_model: Path, monkeypatch) -> None:
+    entry = [e for e in builtin_catalog() if e.repo_id == REPO and e.quant == "F16"][0]
+    dialog = make_dialog(MemoryInfo(4 * GB, 3 * GB), tmp_path, catalog=[entry])
+    link = tmp_path / "models" / entry.filename
+    link.parent.mkdir()
+    link.symlink_to(tiny_model)
+    monkeypatch.setattr("app.gui.model_dialog.user_models_dir", lambda: tmp_path / "models")
+    monkeypatch.setattr("app.core.local_models.user_models_dir", lambda: tmp_path / "models")
+    dialog.refresh_table()
+    dialog.table.selectRow(0)
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (asked.append(a[2]), QMessageBox.StandardButton.No)[1])
+    emitted: list[str] = []
+    dialog.load_requested.connect(emitted.append)
+    dialog.load_selected()
+    assert asked and "too large" in asked[0] and not emitted
+
+
+def test_import_validates_the_file(qtbot, tmp_path: Path, tiny_model: Path, monkeypatch) -> None:
+    monkeypatch.setattr("app.gui.model_dialog.user_models_dir", lambda: tmp_path / "models")
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text, *a: warnings.append(text))
+    dialog = make_dialog(MemoryInfo(64 * GB, 60 * GB), tmp_path)
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("not a model")
+    assert dialog.import_file(bad) is None and "not a GGUF model" in warnings[0]
+    target = dialog.import_file(tiny_model)
+    assert target is not None and target.resolve() == tiny_model.resolve()
+    assert "Imported" in dialog.progress_label.text()
