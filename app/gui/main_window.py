@@ -266,9 +266,16 @@ class MainWindow(QMainWindow):
     def open_model_manager(self) -> None:
         from app.gui.model_dialog import ModelDialog
 
-        dialog = ModelDialog(self, n_ctx=self.settings.n_ctx)
+        from app.core.download import HubDownloader
+
+        downloader = HubDownloader(cache_dir=Path(self.settings.download_dir) if self.settings.download_dir else None)
+        dialog = ModelDialog(self, n_ctx=self.settings.n_ctx, downloader=downloader)
         dialog.load_requested.connect(self._load_from_manager)
+        dialog.download_dir_changed.connect(self._on_download_dir_changed)
         dialog.exec()
+
+    def _on_download_dir_changed(self, folder: str) -> None:
+        self.settings.download_dir = folder
 
     def _load_from_manager(self, path: str) -> None:
         self.load_model(path)

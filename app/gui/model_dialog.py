@@ -91,6 +91,7 @@ class ModelDialog(QDialog):
     """Pick, download, import and load models, guided by this machine's memory."""
 
     load_requested = Signal(str)
+    download_dir_changed = Signal(str)  # "" means the Hugging Face cache
     _download_requested = Signal(str, str, object)
     _refresh_requested = Signal(object)
 
@@ -137,6 +138,8 @@ class ModelDialog(QDialog):
         self.import_button = QPushButton("Import GGUF…")
         self.delete_button = QPushButton("Delete")
         self.reveal_button = QPushButton("Show in folder")
+        self.folder_button = QPushButton("Download folder…")
+        self.folder_button.setToolTip(f"Now: {self.downloader.cache_dir}")
         self.refresh_button = QPushButton("Refresh from Hub")
         self.refresh_button.setToolTip("Fetch exact sizes and sha256 digests (the only time this dialog goes online)")
 
@@ -144,7 +147,7 @@ class ModelDialog(QDialog):
         top.addWidget(self.memory_label, 1)
         top.addWidget(self.context_box)
         buttons = QHBoxLayout()
-        for button in (self.import_button, self.refresh_button, self.reveal_button, self.delete_button):
+        for button in (self.import_button, self.folder_button, self.refresh_button, self.reveal_button, self.delete_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         for button in (self.cancel_button, self.download_button, self.load_button):
@@ -178,6 +181,7 @@ class ModelDialog(QDialog):
         self.delete_button.clicked.connect(self.delete_selected)
         self.reveal_button.clicked.connect(self.reveal_selected)
         self.refresh_button.clicked.connect(self.refresh_from_hub)
+        self.folder_button.clicked.connect(self.choose_folder)
         self.refresh_table()
 
     # ------------------------------------------------------------- table
@@ -348,6 +352,20 @@ class ModelDialog(QDialog):
             updated.append(with_hub_metadata(entry, match[1], match[2]) if match else entry)
         self.catalog = updated
         self.progress_label.setText("Catalog refreshed from the Hub.")
+        self.refresh_table()
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Download models to", str(self.downloader.cache_dir))
+        if folder:
+            self.set_download_dir(Path(folder))
+
+    def set_download_dir(self, folder: Path | None) -> None:
+        """Download into ``folder`` (HF cache layout inside it), or the HF cache for None."""
+        from app.core.download import hf_cache_dir
+
+        self.downloader.cache_dir = folder or hf_cache_dir()
+        self.folder_button.setToolTip(f"Now: {self.downloader.cache_dir}")
+        self.download_dir_changed.emit(str(folder) if folder else "")
         self.refresh_table()
 
     def import_dialog(self) -> None:

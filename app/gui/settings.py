@@ -29,6 +29,7 @@ class Settings:
     dark_theme: bool = False
     show_inspector: bool = False
     last_model: str = ""
+    download_dir: str = ""  # "" = the Hugging Face cache
     recent_files: list[str] = field(default_factory=list)
 
 

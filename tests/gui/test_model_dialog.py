@@ -119,3 +119,18 @@ def test_import_validates_the_file(qtbot, tmp_path: Path, tiny_model: Path, monk
     target = dialog.import_file(tiny_model)
     assert target is not None and target.resolve() == tiny_model.resolve()
     assert "Imported" in dialog.progress_label.text()
+
+
+def test_user_chosen_download_folder(qtbot, tmp_path: Path, tiny_model: Path) -> None:
+    with FakeHub() as hub:
+        entry = [e for e in builtin_catalog() if e.repo_id == REPO and e.quant == "Q4_0"][0]
+        hub.add(REPO, entry.filename, tiny_model.read_bytes())
+        dialog = make_dialog(MemoryInfo(64 * GB, 60 * GB), tmp_path, hub.endpoint, catalog=[entry])
+        chosen: list[str] = []
+        dialog.download_dir_changed.connect(chosen.append)
+        dialog.set_download_dir(tmp_path / "mine")
+        dialog.table.selectRow(0)
+        with qtbot.waitSignal(dialog.worker.finished, timeout=30_000) as blocker:
+            dialog.download_selected()
+    assert chosen == [str(tmp_path / "mine")]
+    assert Path(blocker.args[0]).is_relative_to(tmp_path / "mine")
