@@ -114,7 +114,7 @@ def _tensor_specs(shape: ModelShape) -> list[tuple[str, tuple[int, ...], float]]
     head_dim = shape.n_embd // shape.n_head
     n_embd_kv = head_dim * shape.n_head_kv
     e, f = shape.n_embd, shape.n_ff
-    specs: list[tuple[str, tuple[int, ...], float]] = [("token_embd.weight", (shape.n_vocab, e), 1.0)]
+    specs: list[tuple[str, tuple[int, ...], float]] = [("token_embd.weight", (shape.n_vocab, e), 0.1)]
     for i in range(shape.n_layer):
         p = f"blk.{i}."
         specs += [
@@ -145,6 +145,10 @@ def _make_tensor(
     if std == 0.0:
         return np.ones(np_shape, dtype=np.float32)
     data = rng.standard_normal(np_shape, dtype=np.float32)
+    if len(np_shape) == 2 and name != "token_embd.weight":
+        # 1/sqrt(fan_in), as real initialisations: the blocks must matter as much as the
+        # residual stream, or a narrow model only ever predicts its current token again.
+        std = max(std, 1.0 / np.sqrt(np_shape[1]))
     data *= std
     if len(np_shape) == 1:
         return data  # norms and biases stay F32, as llama.cpp expects
@@ -211,6 +215,9 @@ def quantize(src: Path, dst: Path, ftype_name: str, threads: int = 0) -> Path:
     """Quantize with llama.cpp's own quantizer, exactly as real GGUF quants are made."""
     import llama_cpp
 
+    from app.core import llama_runtime
+
+    llama_runtime.ensure_initialised()  # llama.cpp's quantizer log goes to our logger, not stdout
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype_name.upper()}")
     params.nthread = threads

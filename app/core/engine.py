@@ -310,6 +310,12 @@ class Engine:
             raise NoModelError("no model is loaded")
         return self._builder.fim
 
+    def reset_cache(self) -> None:
+        """Forget everything evaluated: the next request starts cold (fair benchmarks)."""
+        _, ctx, _ = self._require()
+        llama_cpp.llama_memory_clear(ctx.memory, True)
+        self._kv_tokens = []
+
     @property
     def kv_tokens(self) -> tuple[int, ...]:
         """The tokens currently evaluated in the KV cache (for tests and the inspector)."""
