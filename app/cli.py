@@ -89,15 +89,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
     from app.core.engine import CompletionRequest, Engine, EngineConfig, SamplingParams
     from app.core.fim import Layout
 
-    if args.file is not None:
-        if args.cursor is None:
-            raise UsageError("--file needs --cursor LINE:COL")
-        prefix, suffix = split_at_cursor(_read_text(args.file, "file"), args.cursor)
-    elif args.prefix_file is not None:
-        prefix = _read_text(args.prefix_file, "prefix file")
-        suffix = _read_text(args.suffix_file, "suffix file") if args.suffix_file else ""
-    else:
-        raise UsageError("give --file F --cursor LINE:COL, or --prefix-file P [--suffix-file S]")
+    prefix, suffix = _prompt_from_args(args)
     if args.max_tokens < 1:
         raise UsageError("--max-tokens must be at least 1")
 
@@ -202,6 +194,38 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prompt_from_args(args: argparse.Namespace) -> tuple[str, str]:
+    if args.file is not None:
+        if args.cursor is None:
+            raise UsageError("--file needs --cursor LINE:COL")
+        return split_at_cursor(_read_text(args.file, "file"), args.cursor)
+    if args.prefix_file is not None:
+        prefix = _read_text(args.prefix_file, "prefix file")
+        return prefix, _read_text(args.suffix_file, "suffix file") if args.suffix_file else ""
+    raise UsageError("give --file F --cursor LINE:COL, or --prefix-file P [--suffix-file S]")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from app.core.compare import MAX_MODELS, CompareSettings, compare_models
+
+    if not 2 <= len(args.models) <= MAX_MODELS:
+        raise UsageError(f"--models takes 2 to {MAX_MODELS} model files")
+    prefix, suffix = _prompt_from_args(args)
+
+    def stage(index: int, name: str, what: str) -> None:
+        print(f"[{index + 1}/{len(args.models)}] {name}: {what}", file=sys.stderr)
+
+    settings = CompareSettings(max_tokens=args.max_tokens, n_ctx=args.n_ctx, threads=args.threads)
+    report = compare_models(list(args.models), prefix, suffix, settings, on_stage=stage)
+    if args.out:
+        report.write(args.out)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.to_markdown())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="starpad",
@@ -237,6 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ram-gb", type=float, help="judge for this much available RAM instead of this machine's")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
+    p = verbs.add_parser("compare", help="run one prompt on 2-4 quants and compare speed, memory, quality")
+    p.add_argument("--models", type=Path, nargs="+", required=True)
+    p.add_argument("--file", type=Path)
+    p.add_argument("--cursor", help="LINE:COL, 1-based")
+    p.add_argument("--prefix-file", type=Path)
+    p.add_argument("--suffix-file", type=Path)
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--n-ctx", type=int, default=4096)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, help="also write comparison.md and comparison.json here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
     p = verbs.add_parser("download", help="download a model file from the Hub (resumable, sha256-verified)")
     p.add_argument("repo")
     p.add_argument("file")
@@ -251,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-VERBS = ("inspect", "complete", "fit", "download", "models")
+VERBS = ("inspect", "complete", "fit", "compare", "download", "models")
 
 
 def run(argv: list[str]) -> int:

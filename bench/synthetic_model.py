@@ -211,7 +211,7 @@ def write_model(path: Path, shape: ModelShape, seed: int = 1234) -> Path:
     return path
 
 
-def quantize(src: Path, dst: Path, ftype_name: str, threads: int = 0) -> Path:
+def quantize(src: Path, dst: Path, ftype_name: str, threads: int = 0, allow_requantize: bool = False) -> Path:
     """Quantize with llama.cpp's own quantizer, exactly as real GGUF quants are made."""
     import llama_cpp
 
@@ -221,6 +221,7 @@ def quantize(src: Path, dst: Path, ftype_name: str, threads: int = 0) -> Path:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype_name.upper()}")
     params.nthread = threads
+    params.allow_requantize = allow_requantize
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)

@@ -81,12 +81,40 @@ def main() -> int:
         print("wrote", out_dir / "model-dialog.png")
         dialog.done(0)
 
-    def run(index: int = 0) -> None:
-        if index == len(shots):
-            shoot_model_dialog()
+    def shoot_comparison() -> None:
+        from bench.synthetic_model import quantize
+        from app.core.compare import CompareSettings
+        from app.gui.compare_window import CompareWindow
+
+        quants = [model] + [
+            quantize(model, out_dir / f"{model.stem}-requant-{q}.gguf", q, allow_requantize=True) for q in ("Q4_0", "Q2_K")
+        ]
+        window.set_dark_theme(False)
+        compare = CompareWindow(DEMO, DEMO_SUFFIX)
+        compare.resize(1300, 760)
+        for path in quants:
+            compare.add_model(Path(path))
+        compare.show()
+        compare.run(CompareSettings(max_tokens=24, n_ctx=2048))
+
+        def wait() -> None:
+            if compare.report is None:
+                QTimer.singleShot(300, wait)
+                return
+            app.processEvents()
+            compare.grab().save(str(out_dir / "compare.png"))
+            print("wrote", out_dir / "compare.png")
+            compare.close()
             window.editor.document().setModified(False)
             window.close()
             app.quit()
+
+        QTimer.singleShot(500, wait)
+
+    def run(index: int = 0) -> None:
+        if index == len(shots):
+            shoot_model_dialog()
+            shoot_comparison()
             return
         name, dark, inspector = shots[index]
         window.set_dark_theme(dark)

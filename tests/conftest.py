@@ -34,3 +34,16 @@ def engine(tiny_model: Path) -> Iterator["Engine"]:  # noqa: F821
     eng.load(tiny_model, EngineConfig(n_ctx=4096, n_threads=2))
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def quantized_models(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny model quantized by llama.cpp itself: F16 (the original), Q8_0 and Q4_0."""
+    from bench.synthetic_model import quantize
+
+    folder = tmp_path_factory.mktemp("quants")
+    return {
+        "F16": tiny_model,
+        "Q8_0": quantize(tiny_model, folder / "starcoder2-tiny-Q8_0.gguf", "Q8_0"),
+        "Q4_0": quantize(tiny_model, folder / "starcoder2-tiny-Q4_0.gguf", "Q4_0"),
+    }

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import psutil
 
-from app.core.catalog import QUALITY_ORDER
 from app.core.engine import CancelToken, CompletionRequest, Engine, EngineConfig
 from app.core.errors import CancelledError
 from app.core.fim import Layout
@@ -119,11 +118,8 @@ class ComparisonReport:
 
 
 def precision_rank(info: ModelInfo) -> float:
-    """Higher is more precise: the known quant order, else bits per weight."""
-    if info.file_type in QUALITY_ORDER:
-        return len(QUALITY_ORDER) - QUALITY_ORDER.index(info.file_type) + 100
-    if info.file_type in ("F32", "BF16"):
-        return 200
+    """Bits per weight measured from the file: one scale for every quant type
+    (F16 16, Q8_0 8.5, Q4_1 5.0, Q4_0 4.5, Q2_K ~3), including ones no list names."""
     return info.size_bytes * 8 / max(1, info.n_params)
 
 

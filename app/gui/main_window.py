@@ -109,6 +109,8 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._load_dialog: QProgressDialog | None = None
         self._last_result: tuple[CompletionResult, dict[int, str]] | None = None
+        self._comparison_running = False
+        self.compare_window = None
 
         self.editor = CodeEditor()
         self.highlighter = PygmentsHighlighter(self.editor.document())
@@ -159,6 +161,7 @@ class MainWindow(QMainWindow):
         self.act_models = model_menu.addAction("&Models…", self.open_model_manager)
         self.act_models.setShortcut(QKeySequence("Ctrl+M"))
         self.act_open_model = model_menu.addAction("Open &GGUF model…", self.open_model_dialog)
+        self.act_compare = model_menu.addAction("&Compare quants…", self.open_comparison)
         model_menu.addSeparator()
         self.act_complete = model_menu.addAction("Complete &now", self.request_completion)
         self.act_complete.setShortcut(QKeySequence("Ctrl+Space"))
@@ -274,6 +277,25 @@ class MainWindow(QMainWindow):
         dialog.download_dir_changed.connect(self._on_download_dir_changed)
         dialog.exec()
 
+    def open_comparison(self) -> None:
+        from app.gui.compare_window import CompareWindow
+
+        text = self.editor.toPlainText()
+        position = self.editor.textCursor().position()
+        current = str(self.model_info.path) if self.model_info else None
+        self.compare_window = CompareWindow(text[:position], text[position:], current, self)
+        self.compare_window.running_changed.connect(self._on_comparison_running)
+        self.compare_window.show()
+
+    def _on_comparison_running(self, running: bool) -> None:
+        """Two llama.cpp contexts computing at once starve each other on a small CPU."""
+        self._comparison_running = running
+        if running:
+            self.debounce.stop()
+            self.client.cancel_completion()
+            self.editor.clear_ghost()
+            self.status.set_state("idle", "· paused while comparing quants")
+
     def _on_download_dir_changed(self, folder: str) -> None:
         self.settings.download_dir = folder
 
@@ -375,6 +397,8 @@ class MainWindow(QMainWindow):
         return tuple(files)
 
     def request_completion(self) -> None:
+        if self._comparison_running:
+            return
         if self.model_info is None:
             self.statusBar().showMessage("Open a model first (Model → Open GGUF model…)", 4000)
             return
@@ -589,6 +613,8 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._closing = True
+        if self.compare_window is not None:
+            self.compare_window.close()
         self.debounce.stop()
         self.recovery_timer.stop()
         self.settings.show_inspector = self.inspector_dock.isVisible()
