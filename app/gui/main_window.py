@@ -97,9 +97,11 @@ class EmptyState(QWidget):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: Settings, client: EngineClient | None = None) -> None:
+    def __init__(self, settings: Settings, client: EngineClient | None = None, interactive: bool = True) -> None:
         super().__init__()
         self.settings = settings
+        #: False for headless runs (self-test): no modal dialogs that nobody can answer.
+        self.interactive = interactive
         self.client = client or EngineClient(self)
         self.model_info: ModelInfo | None = None
         self.current_path: Path | None = None
@@ -312,6 +314,9 @@ class MainWindow(QMainWindow):
         config = EngineConfig(n_ctx=self.settings.n_ctx, n_threads=self.settings.threads or None)
         self.status.set_state("loading", Path(path).name)
         self.stack.setCurrentWidget(self.editor)
+        if not self.interactive:
+            self.client.load_model(path, config)
+            return
         self._load_dialog = QProgressDialog(f"Loading {Path(path).name}…", "Cancel", 0, 100, self)
         self._load_dialog.setWindowTitle("Loading model")
         self._load_dialog.setMinimumDuration(400)
@@ -347,7 +352,7 @@ class MainWindow(QMainWindow):
     def _on_model_failed(self, message: str) -> None:
         self._close_load_dialog()
         self.status.set_state("error" if self.model_info is None else "idle")
-        if not self._closing:
+        if not self._closing and self.interactive:
             QMessageBox.warning(self, "Could not load the model", message)
 
     # --------------------------------------------------------- completion
