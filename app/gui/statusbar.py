@@ -31,7 +31,10 @@ class StatusPanel(QStatusBar):
             self.addWidget(widget)
         for widget in (self.context_label, self.context_bar, self.memory_label):
             self.addPermanentWidget(widget)
-        self._process = psutil.Process()
+        try:
+            self._process: psutil.Process | None = psutil.Process()
+        except (psutil.Error, OSError):  # e.g. no /proc in a container: show no RSS rather than fail
+            self._process = None
         self._memory_timer = QTimer(self)
         self._memory_timer.timeout.connect(self.refresh_memory)
         self._memory_timer.start(2000)
@@ -68,4 +71,10 @@ class StatusPanel(QStatusBar):
         self.context_bar.setToolTip(f"context used: {used:,} of {size:,} tokens ({ratio:.0%})")
 
     def refresh_memory(self) -> None:
-        self.memory_label.setText(f"RSS {format_bytes(self._process.memory_info().rss)}")
+        if self._process is None:
+            self.memory_label.setText("RSS —")
+            return
+        try:
+            self.memory_label.setText(f"RSS {format_bytes(self._process.memory_info().rss)}")
+        except (psutil.Error, OSError):
+            self.memory_label.setText("RSS —")
