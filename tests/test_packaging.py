@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MAX_BUNDLE_BYTES = 210 * 1000 * 1000  # the target is 200 MiB; a little slack for other machines' libraries
+MAX_BUNDLE_BYTES = 210 * 1000 * 1000  # a regression guard for the --dev bundle (208 MB here); target 200 MB
 
 
 @pytest.mark.slow

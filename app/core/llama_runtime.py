@@ -61,15 +61,28 @@ def _load_dynamic_backends() -> None:
     backend linked in and reports it already.
     """
     lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    candidates = sorted(lib_dir.glob("libggml.so*")) + sorted(lib_dir.glob("libggml*.dylib")) + sorted(lib_dir.glob("ggml.dll"))
+    # Open the file libllama links against (its SONAME, libggml.so.0): a wheel ships
+    # libggml.so as a separate *copy*, and registering plugins in that second instance of
+    # ggml would leave llama.cpp's own registry empty ("no backends are loaded").
+    candidates = (
+        sorted(p for p in lib_dir.glob("libggml.so.*") if p.name.count(".") == 2)
+        + sorted(lib_dir.glob("libggml.so*"))
+        + sorted(lib_dir.glob("libggml.*dylib"))
+        + sorted(lib_dir.glob("ggml.dll"))
+    )
     if not candidates:
         return
     ggml = ctypes.CDLL(str(candidates[0]))
     ggml.ggml_backend_reg_count.restype = ctypes.c_size_t
-    if ggml.ggml_backend_reg_count() == 0:
-        ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-        ggml.ggml_backend_load_all_from_path(str(lib_dir).encode())
-        log.info("loaded %d ggml backend plugin(s) from %s", ggml.ggml_backend_reg_count(), lib_dir)
+    ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+    # The bundle keeps the plugins beside the libraries; a pip-installed portable build
+    # puts them in site-packages/bin/, next to the llama_cpp package.
+    for plugin_dir in (lib_dir, lib_dir.parent.parent / "bin"):
+        if ggml.ggml_backend_reg_count() > 0:
+            break
+        if any(plugin_dir.glob("*ggml-cpu*")):
+            ggml.ggml_backend_load_all_from_path(str(plugin_dir).encode())
+            log.info("loaded %d ggml backend plugin(s) from %s", ggml.ggml_backend_reg_count(), plugin_dir)
 
 
 def take_recent_errors() -> str:
