@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -19,6 +20,9 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from app.core.errors import ModelFileError  # noqa: E402
 from app.core.model_info import model_info  # noqa: E402
 
+if TYPE_CHECKING:
+    from app.gui.main_window import MainWindow
+
 PREFIX = "def fibonacci(n):\n    "
 SUFFIX = "\n\nprint(fibonacci(10))\n"
 TIMEOUT_S = 120
@@ -27,7 +31,7 @@ TIMEOUT_S = 120
 class _Probe(QObject):
     """Collects the worker's answers on the GUI thread (Qt queues them here)."""
 
-    def __init__(self, window: "MainWindow") -> None:  # noqa: F821
+    def __init__(self, window: "MainWindow") -> None:
         super().__init__()
         self.window = window
         self.outcome: dict[str, object] = {}

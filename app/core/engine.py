@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import llama_cpp
@@ -593,9 +592,3 @@ class Engine:
             position += len(chunk)
         return scores
 
-
-def load_engine(path: str | Path, config: EngineConfig = EngineConfig()) -> Engine:
-    """Convenience for scripts and the CLI."""
-    engine = Engine()
-    engine.load(path, config)
-    return engine

@@ -91,6 +91,3 @@ def take_recent_errors() -> str:
     _recent_errors.clear()
     return text
 
-
-def system_info() -> str:
-    return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()

@@ -16,7 +16,6 @@ generated StarCoder2-3B-shaped Q4_K_M, see bench/memory_calibration.py):
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import subprocess
@@ -190,6 +189,3 @@ def recommend(rows: tuple[FitRow, ...]) -> CatalogEntry | None:
         return None
     return max(good, key=lambda r: (r.entry.shape.n_params, -QUALITY_ORDER.index(r.entry.quant))).entry
 
-
-def dumps(report: FitReport) -> str:
-    return json.dumps(report.to_json(), indent=2)

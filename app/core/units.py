@@ -15,7 +15,3 @@ def format_bytes(n: float) -> str:
             return f"{value:.0f} {unit}" if value >= 10 else f"{value:.1f} {unit}"
     return f"{int(n)} bytes"
 
-
-def format_count(n: int) -> str:
-    """Thousands separators: '16,384'."""
-    return f"{n:,}"

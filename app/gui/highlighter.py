@@ -20,7 +20,7 @@ from pygments.lexers import get_all_lexers, get_lexer_by_name, get_lexer_for_fil
 from pygments.styles import get_style_by_name
 from pygments.token import _TokenType
 from pygments.util import ClassNotFound
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextDocument
 
 log = logging.getLogger("starpad.highlight")
@@ -60,7 +60,7 @@ def lexer_by_alias(alias: str) -> Lexer:
 class PygmentsHighlighter(QSyntaxHighlighter):
     """QSyntaxHighlighter fed by an incremental, time-sliced Pygments pass."""
 
-    def __init__(self, document: QTextDocument, style: str = "default", parent: QObject | None = None) -> None:
+    def __init__(self, document: QTextDocument, style: str = "default") -> None:
         super().__init__(document)
         self._lexer: Lexer = lexer_by_alias("text")
         self._style_name = style

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -275,7 +275,7 @@ class MainWindow(QMainWindow):
 
         downloader = HubDownloader(cache_dir=Path(self.settings.download_dir) if self.settings.download_dir else None)
         dialog = ModelDialog(self, n_ctx=self.settings.n_ctx, downloader=downloader)
-        dialog.load_requested.connect(self._load_from_manager)
+        dialog.load_requested.connect(self.load_model)
         dialog.download_dir_changed.connect(self._on_download_dir_changed)
         dialog.exec()
 
@@ -300,9 +300,6 @@ class MainWindow(QMainWindow):
 
     def _on_download_dir_changed(self, folder: str) -> None:
         self.settings.download_dir = folder
-
-    def _load_from_manager(self, path: str) -> None:
-        self.load_model(path)
 
     def open_model_dialog(self) -> None:
         start = str(Path(self.settings.last_model).parent) if self.settings.last_model else str(Path.home())
