@@ -285,13 +285,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("models", help="list local GGUF models")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+
+    # Parsed by bench.harness itself (see `main.py bench --help`); listed here for the help text.
+    verbs.add_parser("bench", help="benchmarks: speed vs llama.cpp, re-completion, UI stalls, memory", add_help=False)
     return parser
 
 
-VERBS = ("inspect", "complete", "fit", "compare", "download", "models")
+VERBS = ("inspect", "complete", "fit", "compare", "download", "models", "bench")
+
+
+def cmd_bench(argv: list[str]) -> int:
+    """Benchmarks live in the source tree's ``bench/`` package, not in the frozen app."""
+    try:
+        from bench.harness import main as bench_main
+    except ImportError:
+        print("starpad: error: benchmarks run from a source checkout (bench/ is not part of the app bundle)",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
+    logging.basicConfig(level=logging.INFO if "-v" in argv else logging.WARNING, format="%(name)s: %(message)s")
+    return bench_main([a for a in argv if a != "-v"])
 
 
 def run(argv: list[str]) -> int:
+    if argv[:1] == ["bench"]:
+        return cmd_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -93,6 +93,11 @@ def run_self_test(model: str) -> int:
     if "error" in outcome or "result" not in outcome:
         print(f"starpad self-test: FAILED: {outcome.get('error', 'no result')}", file=sys.stderr)
         return 1
+    try:
+        extras = _import_optional_parts()
+    except ImportError as exc:  # a bundle that left out something the app needs
+        print(f"starpad self-test: FAILED: {exc}", file=sys.stderr)
+        return 1
     result, info = outcome["result"], outcome["info"]
     stats = result.stats  # type: ignore[attr-defined]
     print(f"starpad self-test: OK ({time.perf_counter() - started:.1f} s, Qt platform {app.platformName()})")
@@ -101,4 +106,30 @@ def run_self_test(model: str) -> int:
     print(f"completion ({result.stop_reason}): {result.text!r}")  # type: ignore[attr-defined]
     print(f"stats: first token {stats.ttft_ms:.0f} ms, prompt {stats.prompt_tps:.1f} tok/s, "
           f"generation {stats.gen_tps:.1f} tok/s, context {stats.ctx_used}/{stats.ctx_size}")
+    print(f"parts: {extras}")
     return 0
+
+
+def _import_optional_parts() -> str:
+    """Import what the window only loads on demand, so a bundle missing it fails here."""
+    import importlib
+    import importlib.metadata
+
+    for module in ("app.core.download", "app.gui.model_dialog", "app.gui.compare_window"):  # hub + TLS, chart
+        importlib.import_module(module)
+    from app.gui.plotting import pg
+
+    chart = pg.PlotWidget(background="w")  # the comparison chart's kind of plot, rendered once
+    chart.addItem(pg.ScatterPlotItem(spots=[{"pos": (1.0, 2.0), "size": 16}]))
+    chart.resize(200, 120)
+    if chart.grab().isNull():
+        raise ImportError("the comparison chart did not render")
+    chart.deleteLater()
+
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:  # frozen without dist-info
+            return "bundled"
+
+    return f"comparison chart (pyqtgraph {version('pyqtgraph')}), downloads (huggingface-hub {version('huggingface-hub')})"

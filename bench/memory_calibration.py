@@ -51,6 +51,28 @@ def predict(model: str, n_ctx: int, use_mmap: bool, baseline: int) -> dict[str, 
     return {"total": need.total_bytes, "reclaimable": need.reclaimable_bytes, "kv": need.kv_bytes}
 
 
+def calibrate(model: str, n_ctx: int, use_mmap: bool) -> dict[str, object]:
+    """Load ``model`` in a fresh process and compare its RSS with the estimator.
+
+    Two predictions: with the measured RSS before loading as the base (what llama.cpp
+    adds, the estimator's own model) and with the fixed runtime overhead the model dialog
+    assumes for the whole app.
+    """
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.memory_calibration", model, "--child", str(n_ctx), "1" if use_mmap else "0"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+    ).stdout
+    run = json.loads(out.strip().splitlines()[-1])
+    rss = run["loaded"]["VmRSS"]
+    run["predicted"] = predict(model, n_ctx, use_mmap, run["baseline"]["VmRSS"])
+    run["error_pct"] = round((run["predicted"]["total"] - rss) / rss * 100, 1)
+    from app.core.memory_fit import RUNTIME_OVERHEAD_BYTES
+
+    run["predicted_app"] = predict(model, n_ctx, use_mmap, RUNTIME_OVERHEAD_BYTES)
+    run["error_pct_app"] = round((run["predicted_app"]["total"] - rss) / rss * 100, 1)
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
@@ -65,15 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     configs = [(ctx, False) for ctx in args.ctx] + ([(ctx, True) for ctx in args.ctx] if args.mmap else [])
     for ctx, mmap in configs:
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.memory_calibration", args.model, "--child", str(ctx), "1" if mmap else "0"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        run = json.loads(out.strip().splitlines()[-1])
-        run["predicted"] = predict(args.model, ctx, mmap, run["baseline"]["VmRSS"])
-        rss = run["loaded"]["VmRSS"]
-        run["error_pct"] = round((run["predicted"]["total"] - rss) / rss * 100, 1)
+        run = calibrate(args.model, ctx, mmap)
         runs.append(run)
+        rss = run["loaded"]["VmRSS"]
         print(
             f"ctx={ctx:>6} mmap={mmap!s:<5} load {run['load_s']:>5.1f} s  RSS {rss / 1e9:.2f} GB "
             f"(anon {run['loaded']['RssAnon'] / 1e9:.2f}, file {run['loaded']['RssFile'] / 1e9:.2f}, "

@@ -12,9 +12,11 @@ bash packaging/dev.sh setup >/dev/null
 .venv/bin/python -m pip install -q "pyinstaller==6.22.3"  # also in the test extra
 PY=.venv/bin/python
 if [ "$MODE" = "--release" ]; then
-  bash packaging/build_portable_llama.sh
+  bash packaging/build_release_wheels.sh  # portable llama.cpp, NumPy without BLAS
   # A separate build venv keeps the developer's native build untouched.
   [ -x build/venv-release/bin/python ] || python3 -m venv build/venv-release
+  # NumPy without OpenBLAS first, so nothing pulls the 28 MB BLAS wheel back in.
+  build/venv-release/bin/python -m pip install -q --force-reinstall --no-deps packaging/.cache/numpy-noblas/numpy-*.whl
   build/venv-release/bin/python -m pip install -q packaging/.cache/portable-wheel/llama_cpp_python-*.whl
   build/venv-release/bin/python -m pip install -q . "pyinstaller==6.22.3"
   PY=build/venv-release/bin/python

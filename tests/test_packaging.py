@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MAX_BUNDLE_BYTES = 210 * 1000 * 1000  # a regression guard for the --dev bundle (208 MB here); target 200 MB
+# A regression guard for the --dev bundle: 206 MB here, because it carries the development
+# NumPy with OpenBLAS (28 MB); the release bundle swaps in NumPy without BLAS (194 MB).
+MAX_BUNDLE_BYTES = 210 * 1000 * 1000
 
 
 @pytest.mark.slow
@@ -34,6 +36,10 @@ def test_bundle_builds_and_passes_its_self_test(tiny_model: Path, tmp_path: Path
                          cwd=tmp_path, env=clean_env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "starpad self-test: OK" in run.stdout and "layout spm" in run.stdout
+    # The parts the window loads on demand work frozen too (the chart once did not).
+    assert "parts: comparison chart (pyqtgraph" in run.stdout
+    internal = bundle / "_internal"
+    assert not (internal / "PIL").exists() and not list(internal.glob("PySide6/QtOpenGL.*"))
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00")
     failed = subprocess.run([str(bundle / "starpad"), "--self-test", str(bad)],

@@ -158,7 +158,12 @@ class Engine:
         self._builder: PromptBuilder | None = None
         self._kv_tokens: list[int] = []  # exactly what sequence 0 of the KV cache holds
         self._abort_flag: CancelToken | None = None
+        # ggml calls the abort callback after *every graph node* (~900 per token for 3B),
+        # each call a trip into Python for the GIL: ~4 % of generation speed, measured by
+        # `main.py bench`. It is installed only while a prompt is evaluated, where one batch
+        # can take many seconds; generation checks its cancel flag between tokens instead.
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
+        self._no_abort_cb = llama_cpp.ggml_abort_callback()  # NULL: ggml skips the check
         self.load_seconds = 0.0
 
     # ----------------------------------------------------------------- loading
@@ -237,7 +242,6 @@ class Engine:
         fim = self._fim_ids_from_vocab(info)
         self._builder = PromptBuilder(self.tokenize, fim)
         self._kv_tokens = []
-        llama_cpp.llama_set_abort_callback(ctx.ctx, self._abort_cb, None)
         self.load_seconds = time.perf_counter() - started
         log.info(
             "loaded %s (%s, %s) ctx=%d threads=%d in %.2f s",
@@ -365,6 +369,8 @@ class Engine:
         n_batch = self._config.n_batch
         pos = reused
         self._abort_flag = cancel
+        if cancel is not None:
+            llama_cpp.llama_set_abort_callback(ctx.ctx, self._abort_cb, None)
         try:
             while pos < len(tokens):
                 if cancel is not None and cancel.cancelled:
@@ -381,6 +387,8 @@ class Engine:
                 pos += len(chunk)
         finally:
             self._abort_flag = None
+            if cancel is not None:
+                llama_cpp.llama_set_abort_callback(ctx.ctx, self._no_abort_cb, None)
         return reused
 
     def _resync_after_failed_decode(self, ctx: _internals.LlamaContext, tokens: Sequence[int]) -> None:
@@ -417,6 +425,15 @@ class Engine:
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(params.seed))
         return chain
+
+    def end_token_ids(self) -> frozenset[int]:
+        """Every token that ends a completion: end-of-generation and FIM control tokens.
+
+        Benchmarks ban them (logit bias) to generate an exact number of tokens.
+        """
+        model, _, _ = self._require()
+        eog = (t for t in range(model.n_vocab()) if llama_cpp.llama_vocab_is_eog(model.vocab, t))
+        return frozenset(eog) | frozenset(self.fim_tokens.control_ids())
 
     def _stop_reason_for(self, token: int) -> str | None:
         model, _, _ = self._require()

@@ -7,7 +7,6 @@ import html
 import logging
 from pathlib import Path
 
-import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
@@ -32,6 +31,7 @@ from app.core.engine import CancelToken
 from app.core.errors import CancelledError, StarpadError
 from app.core.local_models import find_local_models
 from app.core.units import format_bytes
+from app.gui.plotting import pg
 
 log = logging.getLogger("starpad.compare")
 

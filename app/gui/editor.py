@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -36,6 +36,18 @@ _BRACKETS = {"(": ")", "[": "]", "{": "}"}
 _CLOSING = {v: k for k, v in _BRACKETS.items()}
 _LINE_SEPARATOR = "\u2028"
 _BRACKET_SCAN_LIMIT = 20_000
+#: Files are put into the document this many lines per event-loop turn (~5 ms each).
+LOAD_CHUNK_LINES = 600
+
+
+def _after_lines(text: str, start: int, n_lines: int) -> int:
+    """Offset just past the ``n_lines``-th newline from ``start`` (or the end of ``text``)."""
+    pos = start
+    for _ in range(n_lines):
+        pos = text.find("\n", pos) + 1
+        if pos == 0:
+            return len(text)
+    return pos
 
 
 class _Gutter(QWidget):
@@ -56,6 +68,7 @@ class CodeEditor(QPlainTextEdit):
     completion_requested = Signal()  # Ctrl+Space
     ghost_accepted = Signal(str)
     ghost_dismissed = Signal()
+    loading_finished = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -73,6 +86,66 @@ class CodeEditor(QPlainTextEdit):
         self.document().contentsChange.connect(self._on_contents_change)
         self._update_gutter_width()
         self._on_cursor_moved()
+        self._load_text = ""
+        self._load_pos = 0
+        self._load_timer = QTimer(self)
+        self._load_timer.setInterval(0)
+        self._load_timer.timeout.connect(self._load_next_chunk)
+
+    # ------------------------------------------------------------- loading
+    @property
+    def loading(self) -> bool:
+        """Part of a file is still to be added (the editor is read-only meanwhile)."""
+        return self._load_timer.isActive()
+
+    def load_text(self, text: str) -> None:
+        """Replace the whole text as a freshly opened, unmodified file with no undo history.
+
+        One ``setPlainText`` of 5,000 lines holds the event loop for 30-50 ms (Qt builds
+        every block, the highlighter is called for each). The first screenful goes in at
+        once and the rest follows in slices of ``LOAD_CHUNK_LINES`` lines, so the window
+        repaints and the heartbeat never waits long. The document is read-only and its
+        text incomplete until ``loading_finished``; ``finish_loading`` completes it at once
+        for anyone who needs the whole text now (saving).
+        """
+        self._load_timer.stop()
+        document = self.document()
+        document.setUndoRedoEnabled(False)
+        first = _after_lines(text, 0, LOAD_CHUNK_LINES)
+        self.setPlainText(text[:first])
+        self._load_text, self._load_pos = text, first
+        if first < len(text):
+            self.setReadOnly(True)
+            self._load_timer.start()
+        else:
+            self._end_loading()
+
+    def finish_loading(self) -> None:
+        """Add whatever is still pending in one go."""
+        if self.loading:
+            self._load_timer.stop()
+            self._append(len(self._load_text))
+            self._end_loading()
+
+    def _load_next_chunk(self) -> None:
+        self._append(_after_lines(self._load_text, self._load_pos, LOAD_CHUNK_LINES))
+        if self._load_pos >= len(self._load_text):
+            self._load_timer.stop()
+            self._end_loading()
+
+    def _append(self, end: int) -> None:
+        cursor = QTextCursor(self.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(self._load_text[self._load_pos : end])
+        self._load_pos = end
+        self.document().setModified(False)
+
+    def _end_loading(self) -> None:
+        self._load_text, self._load_pos = "", 0
+        self.document().setUndoRedoEnabled(True)  # history starts at the opened file
+        self.document().setModified(False)
+        self.setReadOnly(False)
+        self.loading_finished.emit()
 
     # ------------------------------------------------------------ settings
     @staticmethod

@@ -7,7 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl
+from pygments.lexer import Lexer
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -32,7 +33,7 @@ from app.core.ghost import Ghost
 from app.core.model_info import ModelInfo
 from app.core.units import format_bytes
 from app.gui.editor import CodeEditor
-from app.gui.highlighter import PygmentsHighlighter, all_languages, detect_lexer, lexer_by_alias
+from app.gui.highlighter import LexerResolver, PygmentsHighlighter, all_languages
 from app.gui.inspector import PromptInspector
 from app.gui.preferences import PreferencesDialog
 from app.gui.settings import Settings, save_settings
@@ -116,6 +117,9 @@ class MainWindow(QMainWindow):
 
         self.editor = CodeEditor()
         self.highlighter = PygmentsHighlighter(self.editor.document())
+        self.lexers = LexerResolver(self)
+        self.lexers.resolved.connect(self._on_lexer_resolved)
+        self._lexer_applied = 0
         self.empty_state = EmptyState()
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty_state)
@@ -282,6 +286,7 @@ class MainWindow(QMainWindow):
     def open_comparison(self) -> None:
         from app.gui.compare_window import CompareWindow
 
+        self.editor.finish_loading()
         text = self.editor.toPlainText()
         position = self.editor.textCursor().position()
         current = str(self.model_info.path) if self.model_info else None
@@ -404,6 +409,8 @@ class MainWindow(QMainWindow):
         if self.model_info is None:
             self.statusBar().showMessage("Open a model first (Model → Open GGUF model…)", 4000)
             return
+        if self.editor.loading:
+            return  # asked again when the file is complete
         self.debounce.stop()
         self.editor.clear_ghost()
         self._ghost_origin = self.editor.textCursor().position()
@@ -461,13 +468,24 @@ class MainWindow(QMainWindow):
     def _on_language_chosen(self, _index: int) -> None:
         alias = self.language_box.currentData()
         if alias:
-            self.highlighter.set_lexer(lexer_by_alias(alias))
+            self.lexers.for_alias(alias)
         else:
             self._detect_language()
 
     def _detect_language(self) -> None:
         name = self.current_path.name if self.current_path else None
-        self.highlighter.set_lexer(detect_lexer(name, self.editor.toPlainText()[:4000]))
+        self.lexers.for_file(name, self.editor.toPlainText()[:4000])
+
+    @Slot(int, object)
+    def _on_lexer_resolved(self, request_id: int, lexer: Lexer) -> None:
+        if request_id == self.lexers.latest_request:
+            self._lexer_applied = request_id
+            self.highlighter.set_lexer(lexer)
+
+    @property
+    def language_pending(self) -> bool:
+        """A lexer is still being looked up (tests and the benchmark wait for it)."""
+        return self.lexers.latest_request != self._lexer_applied
 
     def maybe_save(self) -> bool:
         """Ask before discarding changes; True when it is fine to go on."""
@@ -516,8 +534,8 @@ class MainWindow(QMainWindow):
             self._file_error(str(exc) if isinstance(exc, ValueError) else f"cannot open {path}: {exc.strerror}")
             return False
         self.editor.clear_ghost()
-        self.editor.setPlainText(text)
-        self.editor.document().setModified(False)
+        self.highlighter.forget()
+        self.editor.load_text(text)
         self.current_path = path
         self.stack.setCurrentWidget(self.editor)
         self.highlighter.set_visible_range(*self.editor.visible_block_range())
@@ -543,6 +561,7 @@ class MainWindow(QMainWindow):
         return self._write(Path(path))
 
     def _write(self, path: Path) -> bool:
+        self.editor.finish_loading()
         try:
             atomic_write(path, self.editor.toPlainText())
         except OSError as exc:
@@ -622,5 +641,6 @@ class MainWindow(QMainWindow):
         self.settings.show_inspector = self.inspector_dock.isVisible()
         save_settings(self.settings)
         self.client.shutdown()
+        self.lexers.shutdown()
         recovery_path().unlink(missing_ok=True)
         event.accept()

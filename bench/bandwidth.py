@@ -1,0 +1,77 @@
+"""Scenario 5: generation speed against the memory-bandwidth limit.
+
+Generating one token reads every weight once, so tokens/s can never exceed
+read bandwidth ÷ model bytes. The fraction of that limit a run reaches says how much
+speed is left on the table (compute, threading, overhead) and how much is physics.
+
+Bandwidth comes from bench/membw.c (compiled once with the system C compiler, cached
+in bench/.cache) with as many threads as generation uses; without a compiler, from
+NumPy reductions on as many Python threads (NumPy releases the GIL while summing).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger("starpad.bench.bandwidth")
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Bandwidth:
+    bytes_per_s: float
+    threads: int
+    buffer_mib: int
+    method: str
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _membw_binary() -> Path | None:
+    binary = HERE / ".cache" / "membw"
+    source = HERE / "membw.c"
+    if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
+        return binary
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        return None
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([compiler, "-O3", "-march=native", "-pthread", str(source), "-o", str(binary)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        log.warning("could not compile membw.c: %s", done.stderr.strip()[:300])
+        return None
+    return binary
+
+
+def _numpy_bandwidth(buffer_mib: int, threads: int, passes: int) -> float:
+    import numpy as np
+
+    data = np.arange((buffer_mib << 20) // 8, dtype=np.uint64)
+    slices = np.array_split(data, threads)
+    best = 0.0
+    for _ in range(passes):
+        workers = [threading.Thread(target=np.sum, args=(part,)) for part in slices]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = max(best, data.nbytes / (time.perf_counter() - started))
+    return best
+
+
+def measure(threads: int, buffer_mib: int = 1024, passes: int = 5) -> Bandwidth:
+    binary = _membw_binary()
+    if binary is not None:
+        out = subprocess.run([str(binary), str(buffer_mib), str(threads), str(passes)],
+                             capture_output=True, text=True, check=True)
+        return Bandwidth(float(out.stdout.strip()), threads, buffer_mib, "membw.c")
+    return Bandwidth(_numpy_bandwidth(buffer_mib, threads, passes), threads, buffer_mib, "numpy")

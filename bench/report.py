@@ -1,0 +1,203 @@
+"""Turn one benchmark run into a Markdown summary and PNG plots (matplotlib, offline)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from app.core.units import format_bytes
+from bench.harness import TARGETS
+
+PLOTS = ("overhead.png", "retype.png", "ui_stalls.png", "memory.png")
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**missed**")
+
+
+def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
+    s = results["summary"]
+    m = results["machine"]
+    model = results["model"]
+    lines = [
+        f"# Starpad benchmark — {results['started']}{' (quick)' if results['quick'] else ''}",
+        "",
+        f"**Machine:** {m['cpu']}, {m['physical_cores']} cores ({m['logical_cores']} threads), "
+        f"{format_bytes(m['ram_bytes'])} RAM, {m['os']}, Python {m['python']}, "
+        f"llama-cpp-python {m['llama_cpp_python']}; {results['threads']} threads.  ",
+        f"**Model:** {Path(model['path']).name} ({model['file_type']}, {format_bytes(model['size_bytes'])}, "
+        f"{_params(model['n_params'])} parameters).",
+        "",
+        "| Measure | Result | Target | |",
+        "|---|---|---|---|",
+    ]
+    over = results.get("overhead", {})
+    ref = over.get("reference", "llama.cpp")
+    for key, label in (("tg_ratio", f"Generation speed vs {ref}"), ("pp_ratio", f"Prompt speed vs {ref}")):
+        value = s[key]
+        lines.append(f"| {label} | {_fmt(value, '.3f')} | ≥ {TARGETS[key]} | "
+                     f"{_verdict(None if value is None else value >= TARGETS[key])} |")
+    retype_runs = results.get("retype", {}).get("runs", [])
+    for run in retype_runs:
+        if run["peer"] != "starpad":
+            continue
+        worst = max(run["ratio_to_cold"].values())
+        lines.append(f"| Re-completion TTFT / cold, Starpad {run['layout'].upper()} (worse of +1 and +5 chars) | "
+                     f"{worst:.4f} | ≤ {TARGETS['retype_ttft_ratio']} | {_verdict(worst <= TARGETS['retype_ttft_ratio'])} |")
+    for name, stall in s["max_stall_ms"].items():
+        lines.append(f"| Longest UI stall: {name} | {stall:.0f} ms | ≤ {TARGETS['max_stall_ms']:.0f} ms | "
+                     f"{_verdict(stall <= TARGETS['max_stall_ms'])} |")
+    rss = s["rss_error_pct"]
+    lines.append(f"| RSS vs fit estimate (worst of 4K, 16K) | {_fmt(rss, '.1f')} % | ≤ {TARGETS['rss_error_pct']:.0f} % | "
+                 f"{_verdict(None if rss is None else rss <= TARGETS['rss_error_pct'])} |")
+    bw = results.get("bandwidth", {})
+    lines.append(f"| Generation / bandwidth limit | {_fmt(s['bandwidth_fraction'], '.2f')} | (reported) | |")
+
+    if "starpad_median" in over:
+        lines += ["", f"## Speed vs llama.cpp ({ref}, {over['n_prompt']}-token prompt, {over['n_gen']} generated, "
+                  f"{len(over['starpad'])} alternating rounds, medians)", "",
+                  "| | prompt tok/s | generation tok/s |", "|---|---|---|",
+                  f"| Starpad engine | {over['starpad_median']['pp_tps']:.2f} | {over['starpad_median']['tg_tps']:.2f} |",
+                  f"| {ref} | {over['llama_cpp_median']['pp_tps']:.2f} | {over['llama_cpp_median']['tg_tps']:.2f} |"]
+    if retype_runs:
+        rt = results["retype"]
+        lines += ["", f"## Re-completion while typing ({rt['prefix_tokens']} tokens before the caret, "
+                  f"{rt['suffix_tokens']} after; time to first token)", "",
+                  "| Peer | Layout | cold | +1 char | +5 chars | tokens evaluated (cold / +1 / +5) |",
+                  "|---|---|---|---|---|---|"]
+        for run in retype_runs:
+            t, e = run["ttft_ms"], run["evaluated_tokens"]
+            lines.append(
+                f"| {run['peer']} | {run['layout'].upper()} | {t['cold'] / 1000:.2f} s | "
+                f"{t['+1 char']:.0f} ms ({run['ratio_to_cold']['+1 char']:.4f}) | "
+                f"{t['+5 chars']:.0f} ms ({run['ratio_to_cold']['+5 chars']:.4f}) | "
+                f"{e['cold']} / {e['+1 char']} / {e['+5 chars']} |")
+        if "server_error" in rt:
+            lines.append(f"\nllama-server peer not measured: {rt['server_error']}")
+    ui = results.get("ui", {}).get("phases", {})
+    if ui:
+        lines += ["", f"## UI smoothness (heartbeat every {results['ui']['heartbeat_ms']} ms on the GUI thread)", "",
+                  "| Scenario | duration | longest gap | 99th percentile gap |", "|---|---|---|---|"]
+        lines += [f"| {n} | {p['seconds']:.1f} s | {p['max_gap_ms']:.0f} ms | {p['p99_gap_ms']:.0f} ms |" for n, p in ui.items()]
+    memory = results.get("memory")
+    if isinstance(memory, list):
+        lines += ["", "## Memory after load (fresh process each, no mmap)", "",
+                  "| context | RSS | estimate (measured base) | error | estimate (app's 200 MB base) | error |",
+                  "|---|---|---|---|---|---|"]
+        for run in memory:
+            lines.append(
+                f"| {run['n_ctx']:,} | {format_bytes(run['loaded']['VmRSS'])} | {format_bytes(run['predicted']['total'])} | "
+                f"{run['error_pct']:+.1f} % | {format_bytes(run['predicted_app']['total'])} | {run['error_pct_app']:+.1f} % |")
+    if "bytes_per_s" in bw:
+        lines += ["", "## Bandwidth limit", "",
+                  f"Read bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s ({bw['threads']} threads, {bw['method']}) ÷ "
+                  f"{format_bytes(model['size_bytes'])} = {_fmt(bw.get('limit_tps'), '.2f')} tok/s at most; "
+                  f"Starpad generates {_fmt(bw.get('starpad_tg_tps'), '.2f')} tok/s = "
+                  f"**{_fmt(bw.get('fraction'), '.2f')}** of the limit."]
+    errors = [f"- {k}: {v['error']}" for k, v in results.items() if isinstance(v, dict) and "error" in v]
+    if errors:
+        lines += ["", "## Failed scenarios", "", *errors]
+    lines += ["", *[f"![{p}]({plot_prefix}{p})" for p in PLOTS], ""]
+    return "\n".join(lines)
+
+
+def plots(results: dict[str, Any], out: Path) -> list[Path]:
+    """One PNG per scenario that ran; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(out / name)
+
+    over = results.get("overhead", {})
+    if "starpad_median" in over:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+        for ax, key, title in ((axes[0], "pp_tps", f"prompt ({over['n_prompt']} tokens)"),
+                               (axes[1], "tg_tps", f"generation ({over['n_gen']} tokens)")):
+            sides = (("Starpad", over["starpad"], "#3b7dd8"), (over["reference"], over["llama_cpp"], "#999999"))
+            for i, (label, runs, colour) in enumerate(sides):
+                values = [r[key] for r in runs]
+                ax.bar(i, statistics.median(values), color=colour, width=0.6)
+                ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
+            ax.set_xticks([0, 1], [s[0] for s in sides])
+            ax.set_title(title)
+            ax.set_ylabel("tokens/s")
+        save(fig, "overhead.png")
+
+    runs = results.get("retype", {}).get("runs", [])
+    if runs:
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        steps = ("cold", "+1 char", "+5 chars")
+        width = 0.8 / len(runs)
+        for i, run in enumerate(runs):
+            xs = [s + i * width for s in range(len(steps))]
+            ax.bar(xs, [run["ttft_ms"][s] / 1000 for s in steps], width, label=f"{run['peer']} {run['layout'].upper()}")
+        ax.set_xticks([s + 0.4 - width / 2 for s in range(len(steps))], steps)
+        ax.set_yscale("log")
+        ax.set_ylabel("time to first token (s, log)")
+        ax.set_title("Re-completion while typing")
+        ax.legend(fontsize=8)
+        save(fig, "retype.png")
+
+    phases = results.get("ui", {}).get("phases", {})
+    if phases:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        names = list(phases)
+        ax.bar(names, [phases[n]["max_gap_ms"] for n in names], color="#3b7dd8", label="longest gap")
+        ax.bar(names, [phases[n]["p99_gap_ms"] for n in names], color="#9cc0f0", width=0.5, label="99th percentile")
+        ax.axhline(TARGETS["max_stall_ms"], color="red", linestyle="--", label="target")
+        ax.set_ylabel("event-loop gap (ms)")
+        ax.set_title("UI smoothness")
+        ax.legend(fontsize=8)
+        save(fig, "ui_stalls.png")
+
+    memory = results.get("memory")
+    if isinstance(memory, list) and memory:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        labels = [f"{m['n_ctx'] // 1024}K" for m in memory]
+        xs = range(len(memory))
+        ax.bar([x - 0.2 for x in xs], [m["loaded"]["VmRSS"] / 1e9 for m in memory], 0.4, label="measured RSS")
+        ax.bar([x + 0.2 for x in xs], [m["predicted"]["total"] / 1e9 for m in memory], 0.4, label="estimate")
+        ax.set_xticks(list(xs), labels)
+        ax.set_ylabel("GB")
+        ax.set_title("Memory after load")
+        ax.legend(fontsize=8)
+        save(fig, "memory.png")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-render the summary and plots of a stored run: ``python -m bench.report RUN.json OUT``."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--markdown", default="summary.md", help="file name of the summary (latest.md for results/)")
+    args = parser.parse_args(argv)
+    results = json.loads(args.run.read_text())
+    results = results.get("details", results)  # latest.json nests the full run
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / args.markdown).write_text(markdown(results))
+    plots(results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

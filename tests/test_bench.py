@@ -1,0 +1,56 @@
+"""Smoke test of the benchmark harness: `main.py bench --quick` on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _latest_stamp() -> int | None:
+    latest = ROOT / "bench" / "results" / "latest.json"
+    return latest.stat().st_mtime_ns if latest.exists() else None
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_json_markdown_and_plots(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    latest_before = _latest_stamp()
+    done = subprocess.run(
+        [sys.executable, "main.py", "bench", "--quick", "--model", str(tiny_model), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = list(out.glob("bench-*-quick.json"))
+    assert len(runs) == 1
+    results = json.loads(runs[0].read_text())
+    summary = results["summary"]
+    for key in ("machine", "model", "tg_ratio", "pp_ratio", "retype_ttft_ratio", "max_stall_ms", "rss_error_pct",
+                "bandwidth_fraction"):
+        assert summary[key] is not None, key
+    assert set(summary["max_stall_ms"]) == {"load model", "stream completion", "open 5,000-line file"}
+    assert 0 < summary["tg_ratio"] < 10 and 0 < summary["pp_ratio"] < 10
+    assert summary["bandwidth_fraction"] > 0
+    # SPM keeps the cache across a keystroke: far fewer tokens evaluated than cold.
+    spm = next(r for r in results["retype"]["runs"] if r["peer"] == "starpad" and r["layout"] == "spm")
+    assert spm["evaluated_tokens"]["cold"] > 1900
+    assert spm["evaluated_tokens"]["+1 char"] <= 4
+    psm = next(r for r in results["retype"]["runs"] if r["peer"] == "starpad" and r["layout"] == "psm")
+    assert psm["evaluated_tokens"]["+1 char"] >= 400  # the suffix after the caret is re-read in PSM
+    assert "| Generation speed vs" in (out / "summary.md").read_text()
+    for png in ("overhead.png", "retype.png", "ui_stalls.png", "memory.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    # A quick run never touches the committed results.
+    assert _latest_stamp() == latest_before
+
+
+def test_bench_without_a_model_explains_what_to_pass(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "main.py", "bench", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--model" in done.stderr and "Traceback" not in done.stderr
