@@ -5,7 +5,7 @@ Every figure that has a target is a ratio measured side by side in one run, beca
 shared 2-core machine drifts by more than the overheads being measured. A scenario that
 fails is recorded with its error and the others still run.
 
-    python main.py bench --model starcoder2-3b-Q4_K_M.gguf      # full run, ~25 min here
+    python main.py bench --model starcoder2-3b-Q4_K_M.gguf      # full run, ~20 min here (+11 min once for the tools)
     python main.py bench --quick                                 # tiny model, < 1 min
 
 A full run writes ``bench/results/latest.{json,md}`` and the plots the README shows; every
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.engine import default_threads
+from app.core.errors import StarpadError
 from app.core.model_info import model_info
 
 log = logging.getLogger("starpad.bench")
@@ -200,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             write_model(model, TINY)
     if not model.is_file():
         print(f"bench: model not found: {model}", file=sys.stderr)
+        return 2
+    try:
+        model_info(model)  # a wrong or broken file: one clear line, before minutes of work
+    except StarpadError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
         return 2
     rounds = args.rounds or (2 if args.quick else 6)
     results = run_all(model, args.quick, args.threads, rounds, build_tools=not args.quick and not args.no_build)

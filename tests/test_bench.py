@@ -54,3 +54,13 @@ def test_bench_without_a_model_explains_what_to_pass(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--model" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bench_refuses_a_broken_model_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 8)
+    done = subprocess.run([sys.executable, "main.py", "bench", "--model", str(bad), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("bench: ") and "Traceback" not in done.stderr
+    assert not list((tmp_path / "out").glob("bench-*.json"))
