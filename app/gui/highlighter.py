@@ -39,31 +39,45 @@ def all_languages() -> list[tuple[str, str]]:
 
 
 @lru_cache(maxsize=1)
-def _lexers_by_extension() -> dict[str, tuple[str, ...]]:
-    """``.ext`` → aliases of the lexers claiming ``*.ext``, from Pygments' static table.
+def _lexer_tables() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(exact file name → aliases, ``.ext`` → aliases) from Pygments' static lexer table.
 
     Pygments' own file-name lookup compiles ~900 glob patterns into regular expressions
-    on first use (~200 ms); a plain suffix lookup answers the common case for free.
+    on first use (~200 ms); plain dictionary lookups answer the common cases for free.
     """
-    table: dict[str, list[str]] = {}
+    names: dict[str, list[str]] = {}
+    extensions: dict[str, list[str]] = {}
     for _name, aliases, patterns, _mimes in get_all_lexers():
         if not aliases:
             continue
         for pattern in patterns:
-            ext = pattern[1:]
-            if pattern.startswith("*.") and not any(c in ext for c in "*?[]"):
-                table.setdefault(ext.lower(), []).append(aliases[0])
-    return {ext: tuple(dict.fromkeys(names)) for ext, names in table.items()}
+            if not any(c in pattern for c in "*?["):
+                names.setdefault(pattern, []).append(aliases[0])
+            elif pattern.startswith("*.") and not any(c in pattern[2:] for c in "*?["):
+                extensions.setdefault(pattern[1:].lower(), []).append(aliases[0])
+
+    def unique(table: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+        return {key: tuple(dict.fromkeys(values)) for key, values in table.items()}
+
+    return unique(names), unique(extensions)
+
+
+def _fast_lexer_alias(filename: str) -> str | None:
+    """The one lexer that claims this exact name or, failing that, this extension."""
+    names, extensions = _lexer_tables()
+    candidates = names.get(filename)
+    if candidates is None and "." in filename:
+        candidates = extensions.get(filename[filename.rfind(".") :].lower())
+    return candidates[0] if candidates and len(candidates) == 1 else None
 
 
 def detect_lexer(filename: str | None, text: str) -> Lexer:
     """Language from the file name, then the content, else plain text."""
     options = {"stripnl": False, "ensurenl": False}
     if filename:
-        suffix = filename[filename.rfind(".") :].lower() if "." in filename else ""
-        candidates = _lexers_by_extension().get(suffix, ())
-        if len(candidates) == 1:  # unambiguous: no need for Pygments' scoring of every lexer
-            return get_lexer_by_name(candidates[0], **options)
+        alias = _fast_lexer_alias(filename)
+        if alias is not None:  # unambiguous: no need for Pygments' scoring of every lexer
+            return get_lexer_by_name(alias, **options)
         try:
             return get_lexer_for_filename(filename, text[:4000], **options)
         except ClassNotFound:
