@@ -9,19 +9,131 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from app import APP_NAME, __version__
 from app.core.errors import StarpadError
+from app.core.limits import MAX_N_CTX, MAX_NEW_TOKENS, MAX_TEMPERATURE, MAX_THREADS, MIN_N_CTX
 
 log = logging.getLogger("starpad.cli")
 EXIT_USER_ERROR = 2
+#: llama.cpp's sampler seeds are 32-bit unsigned.
+MAX_SEED = 2**32 - 1
+#: ``fit --ram-gb``: a what-if for another machine, up to a petabyte.
+MAX_RAM_GB = 1e6
 
 
 class UsageError(StarpadError):
     """A command-line argument that makes no sense (reported like any user error)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (``starpad complete: error: …``), exit 2.
+
+    The usage block argparse prints first would bury the one line that matters.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ------------------------------------------------------------ option types
+# Declared once, used by every verb (and by ``bench``): argparse reports what they raise
+# as "argument --threads: must be …", so every numeric option is checked the same way
+# before any work starts.
+
+
+def int_range(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse ``type=``: an integer from ``lo`` to ``hi`` inclusive."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:  # also a string of more digits than Python converts
+            raise argparse.ArgumentTypeError(f"must be an integer from {lo:,} to {hi:,}, not {_show(text)}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be from {lo:,} to {hi:,}, not {_show(text)}")
+        return value
+
+    parse.__name__ = f"integer {lo}..{hi}"
+    return parse
+
+
+def finite_float(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=``: a finite number in [lo, hi] (or (lo, hi] with ``lo_open``)."""
+    low = f"above {_number(lo)}" if lo_open else f"from {_number(lo)}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {low} to {_number(hi)}, not {_show(text)}") from None
+        above_lo = value > lo if lo_open else value >= lo
+        if not (math.isfinite(value) and above_lo and value <= hi):
+            raise argparse.ArgumentTypeError(f"must be a number {low} to {_number(hi)}, not {_show(text)}")
+        return value
+
+    parse.__name__ = f"number {lo:g}..{hi:g}"
+    return parse
+
+
+def _number(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+def _show(text: str) -> str:
+    """The offending argument, quoted and cut short: a 5,000-digit number stays one line."""
+    shown = text if len(text) <= 24 else text[:21] + "..."
+    return repr(shown)
+
+
+def output_dir(text: str) -> Path:
+    """An argparse ``type=`` for ``--out DIR``: checked *before* a run of many minutes,
+    so its results are not lost to a typo at the end."""
+    path = Path(text).expanduser()
+    problem = output_dir_problem(path)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return path
+
+
+def output_dir_problem(path: Path) -> str | None:
+    """Why results cannot be written into folder ``path`` (created if missing), or None."""
+    if path.exists() and not path.is_dir():
+        return f"{path} exists and is not a folder"
+    existing = path
+    while not existing.exists():  # the folder is created later: its nearest existing parent decides
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create {path}: {existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def save_somewhere_safe(write: Callable[[Path], object], wanted: Path, what: str, exc: OSError) -> NoReturn:
+    """``write`` failed into ``wanted`` after the work was done: keep the results in a new
+    temporary folder and fail with one line that says where they are."""
+    reason = exc.strerror or str(exc)
+    try:
+        rescue = Path(tempfile.mkdtemp(prefix=f"starpad-{what}-"))
+        write(rescue)
+    except OSError as second:
+        raise UsageError(f"cannot write the {what} results to {wanted} ({reason}) "
+                         f"nor to a temporary folder ({second.strerror or second})") from None
+    raise UsageError(f"cannot write the {what} results to {wanted} ({reason}); they are saved in {rescue}")
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
 
 
 def _print_json(data: Any) -> None:
@@ -52,7 +164,7 @@ def split_at_cursor(text: str, cursor: str) -> tuple[str, str]:
         raise UsageError(f"--cursor line {line} is outside the file (1..{len(lines)})")
     if not 1 <= col <= len(lines[line - 1]) + 1:
         raise UsageError(f"--cursor column {col} is outside line {line} (1..{len(lines[line - 1]) + 1})")
-    offset = sum(len(l) + 1 for l in lines[: line - 1]) + col - 1
+    offset = sum(len(text_line) + 1 for text_line in lines[: line - 1]) + col - 1
     return text[:offset], text[offset:]
 
 
@@ -75,7 +187,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         ("layers / width", f"{info.n_layer} / {info.n_embd}"),
         ("heads / kv heads", f"{info.n_head} / {info.n_head_kv}"),
         ("vocabulary", f"{info.n_vocab:,}"),
-        ("FIM tokens", f"prefix={fim.pre} suffix={fim.suf} middle={fim.mid} pad={fim.pad} repo={fim.rep} file_sep={fim.sep}"),
+        ("FIM tokens", f"prefix={fim.pre} suffix={fim.suf} middle={fim.mid} pad={fim.pad} repo={fim.rep} "
+                       f"file_sep={fim.sep}"),
         ("mode", info.mode_description),
     ]
     rows += [("note", note) for note in info.notes]
@@ -90,13 +203,14 @@ def cmd_complete(args: argparse.Namespace) -> int:
     from app.core.fim import Layout
 
     prefix, suffix = _prompt_from_args(args)
-    if args.max_tokens < 1:
-        raise UsageError("--max-tokens must be at least 1")
 
     engine = Engine()
     info = engine.load(args.model, EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads))
-    for note in info.notes:
-        print(f"note: {note}", file=sys.stderr)
+    notes = [*_threads_note(args.threads), *info.notes]
+    if engine.n_ctx != args.n_ctx:
+        notes.append(f"llama.cpp rounds the context up to {engine.n_ctx:,} tokens (asked for {args.n_ctx:,})")
+    for note in notes:
+        _note(note)
     request = CompletionRequest(
         prefix=prefix,
         suffix=suffix,
@@ -106,23 +220,39 @@ def cmd_complete(args: argparse.Namespace) -> int:
         sampling=SamplingParams(temperature=args.temperature, seed=args.seed),
         path=str(args.file) if args.file else None,
     )
-    stream = None if args.json else (lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
-    result = engine.complete(request, on_text=stream)
+    def stream(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    result = engine.complete(request, on_text=None if args.json else stream)
+    if not args.json:
+        sys.stdout.write("\n")  # end the streamed text before any note
+        sys.stdout.flush()
+    prompt = result.prompt
+    suffix_dropped = 0 if prompt.layout is Layout.PREFIX_ONLY else prompt.suffix_chars_dropped
+    if prompt.prefix_chars_dropped or suffix_dropped:
+        cut = (f"the prompt was cut to fit the {engine.n_ctx:,}-token context: {prompt.prefix_chars_dropped:,} "
+               f"characters dropped before the cursor, {suffix_dropped:,} after")
+        notes.append(cut)
+        _note(cut)
     if args.json:
         _print_json(
             {
                 "text": result.text,
-                "prompt_tokens": result.prompt.tokens,
-                "layout": result.prompt.layout.value,
+                "prompt_tokens": prompt.tokens,
+                "layout": prompt.layout.value,
                 "stop_reason": result.stop_reason,
                 "stats": result.stats.to_json(),
+                "prompt_cut": {"prefix_chars_dropped": prompt.prefix_chars_dropped,
+                               "suffix_chars_dropped": suffix_dropped},
+                "notes": notes,
             }
         )
     else:
         s = result.stats
-        sys.stdout.write("\n")
         print(
-            f"[{result.stop_reason}] prompt {s.prompt_tokens} tok ({s.cached_tokens} cached) at {s.prompt_tps:.1f} tok/s, "
+            f"[{result.stop_reason}] prompt {s.prompt_tokens} tok ({s.cached_tokens} cached) "
+            f"at {s.prompt_tps:.1f} tok/s, "
             f"first token {s.ttft_ms:.0f} ms, {s.generated_tokens} generated at {s.gen_tps:.1f} tok/s, "
             f"context {s.ctx_used:,} / {s.ctx_size:,}",
             file=sys.stderr,
@@ -136,8 +266,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from app.core.memory_fit import MemoryInfo, detect_memory, fit_report
     from app.core.units import format_bytes
 
-    if args.ctx < 256:
-        raise UsageError("--ctx must be at least 256 tokens")
     memory = detect_memory()
     if args.ram_gb is not None:  # what-if: judge for another machine
         memory = MemoryInfo(int(args.ram_gb * 1e9), int(args.ram_gb * 1e9), memory.gpus, memory.unified)
@@ -211,23 +339,49 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not 2 <= len(args.models) <= MAX_MODELS:
         raise UsageError(f"--models takes 2 to {MAX_MODELS} model files")
     prefix, suffix = _prompt_from_args(args)
+    for note in _threads_note(args.threads):
+        _note(note)
 
     def stage(index: int, name: str, what: str) -> None:
         print(f"[{index + 1}/{len(args.models)}] {name}: {what}", file=sys.stderr)
 
     settings = CompareSettings(max_tokens=args.max_tokens, n_ctx=args.n_ctx, threads=args.threads)
     report = compare_models(list(args.models), prefix, suffix, settings, on_stage=stage)
-    if args.out:
-        report.write(args.out)
+    # Results first: whatever happens to --out, they are on stdout.
     if args.json:
         _print_json(report.to_json())
     else:
         print(report.to_markdown())
+    if args.out:
+        try:
+            report.write(args.out)
+        except OSError as exc:  # the folder vanished or filled up during the run
+            sys.stdout.flush()
+            save_somewhere_safe(report.write, args.out, "comparison", exc)
     return 0
 
 
+def _threads_note(threads: int | None) -> list[str]:
+    """More threads than cores: not an error (another machine may run the same script),
+    but worth a word, since llama.cpp then runs slower."""
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        return [f"{threads} threads on {cores} logical cores: llama.cpp runs slower than with {cores} or fewer"]
+    return []
+
+
+MAX_TOKENS = int_range(1, MAX_NEW_TOKENS)
+TEMPERATURE = finite_float(0.0, MAX_TEMPERATURE)
+SEED = int_range(0, MAX_SEED)
+N_CTX = int_range(MIN_N_CTX, MAX_N_CTX)
+N_CTX_HELP = f"context tokens, {MIN_N_CTX} to the model's trained context (llama.cpp rounds up to a multiple of 256)"
+#: ggml's thread pool has room for 512 threads (GGML_MAX_N_THREADS); more crashed llama.cpp.
+THREADS = int_range(1, MAX_THREADS)
+THREADS_HELP = f"1 to {MAX_THREADS} (default: physical cores)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="starpad",
         description=f"{APP_NAME} {__version__}: local StarCoder2 code completion. Without a verb the window opens.",
     )
@@ -247,18 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix-file", type=Path)
     p.add_argument("--suffix-file", type=Path)
     p.add_argument("--layout", choices=["spm", "psm"], default="spm")
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--n-ctx", type=int, default=16384)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-tokens", type=MAX_TOKENS, default=64, help=f"1 to {MAX_NEW_TOKENS}")
+    p.add_argument("--temperature", type=TEMPERATURE, default=0.0, help=f"0 (greedy) to {MAX_TEMPERATURE:g}")
+    p.add_argument("--seed", type=SEED, default=42, help=f"0 to {MAX_SEED}")
+    p.add_argument("--n-ctx", type=N_CTX, default=16384, help=N_CTX_HELP)
+    p.add_argument("--threads", type=THREADS, default=None, help=THREADS_HELP)
     p.add_argument("--single-line", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_complete)
     p = verbs.add_parser("fit", help="which StarCoder2 quants fit this machine's memory")
-    p.add_argument("--ctx", type=int, default=16384)
+    p.add_argument("--ctx", type=int_range(256, MAX_N_CTX), default=16384, help=f"256 to {MAX_N_CTX:,}")
     p.add_argument("--mmap", action="store_true", help="estimate for loading with mmap (Starpad loads without)")
-    p.add_argument("--ram-gb", type=float, help="judge for this much available RAM instead of this machine's")
+    p.add_argument("--ram-gb", type=finite_float(0, MAX_RAM_GB, lo_open=True),
+                   help="judge for this much available RAM instead of this machine's")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
     p = verbs.add_parser("compare", help="run one prompt on 2-4 quants and compare speed, memory, quality")
@@ -267,10 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cursor", help="LINE:COL, 1-based")
     p.add_argument("--prefix-file", type=Path)
     p.add_argument("--suffix-file", type=Path)
-    p.add_argument("--max-tokens", type=int, default=32)
-    p.add_argument("--n-ctx", type=int, default=4096)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", type=Path, help="also write comparison.md and comparison.json here")
+    p.add_argument("--max-tokens", type=MAX_TOKENS, default=32, help=f"1 to {MAX_NEW_TOKENS}")
+    p.add_argument("--n-ctx", type=N_CTX, default=4096, help=N_CTX_HELP)
+    p.add_argument("--threads", type=THREADS, default=None, help=THREADS_HELP)
+    p.add_argument("--out", type=output_dir, help="also write comparison.md and comparison.json into this folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 

@@ -8,8 +8,11 @@ prompt and prints the result with the engine's stats. Exit 0 on success, 1 other
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -19,6 +22,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.core.errors import ModelFileError  # noqa: E402
 from app.core.model_info import model_info  # noqa: E402
+from app.core.recovery import RecoveryStore  # noqa: E402
 
 if TYPE_CHECKING:
     from app.gui.main_window import MainWindow
@@ -75,7 +79,14 @@ def run_self_test(model: str) -> int:
 
     started = time.perf_counter()
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(Settings(n_ctx=2048, max_tokens=16, auto_complete=False), interactive=False)
+    # Its own throw-away recovery folder: a self-test killed mid-run must not leave its sample
+    # text to be offered as the user's at the next start.
+    recovery_dir = tempfile.mkdtemp(prefix="starpad-selftest-")
+    window = MainWindow(
+        Settings(n_ctx=2048, max_tokens=16, auto_complete=False),
+        interactive=False,
+        recovery=RecoveryStore(Path(recovery_dir)),
+    )
     window.show()
     window.editor.setPlainText(PREFIX + SUFFIX)
     probe = _Probe(window)
@@ -89,6 +100,7 @@ def run_self_test(model: str) -> int:
     probe.loop.exec()
     window.editor.document().setModified(False)
     window.close()
+    shutil.rmtree(recovery_dir, ignore_errors=True)
     outcome = probe.outcome
     if "error" in outcome or "result" not in outcome:
         print(f"starpad self-test: FAILED: {outcome.get('error', 'no result')}", file=sys.stderr)

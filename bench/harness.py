@@ -38,6 +38,9 @@ log = logging.getLogger("starpad.bench")
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
+#: More rounds than anyone waits for (each is minutes with a real model): a typo, not a plan.
+MAX_ROUNDS = 1000
+
 #: Targets from the benchmark issue; ``report`` marks each as met or missed.
 TARGETS = {"tg_ratio": 0.97, "pp_ratio": 0.95, "retype_ttft_ratio": 0.10, "max_stall_ms": 50.0, "rss_error_pct": 10.0}
 
@@ -135,6 +138,18 @@ def run_all(model: Path, quick: bool, threads: int, rounds: int, build_tools: bo
         return data
 
     _scenario(results, "ui", smoothness)
+
+    def big_file() -> dict[str, Any]:
+        # Its own process, so its peak RSS is the editor's alone (no model loaded).
+        out = Path(os.environ.get("TMPDIR", "/tmp")) / f"starpad-bench-big-{os.getpid()}.json"
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+        subprocess.run([sys.executable, "-m", "bench.big_file", str(out), "--mb", "2" if quick else "20"],
+                       check=True, cwd=HERE.parent, env=env, stderr=subprocess.PIPE, text=True)
+        data = json.loads(out.read_text())
+        out.unlink()
+        return data
+
+    _scenario(results, "big_file", big_file)
     _scenario(results, "memory", lambda: [calibrate(str(model), ctx, False) for ctx in (4096, 16384)])
 
     def bandwidth_limit() -> dict[str, Any]:
@@ -161,6 +176,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     ui = results.get("ui", {}).get("phases", {})
     memory = results.get("memory")
     mem_ok = isinstance(memory, list) and memory
+    big = results.get("big_file", {"error": "not run"})
     return {
         "machine": results["machine"],
         "model": results["model"],
@@ -171,23 +187,34 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "max_stall_ms": {name: phase["max_gap_ms"] for name, phase in ui.items()},
         "rss_error_pct": max((abs(m["error_pct"]) for m in memory), default=None) if mem_ok else None,
         "bandwidth_fraction": results.get("bandwidth", {}).get("fraction"),
+        "big_file": {key: big.get(key) for key in ("file_bytes", "usable_s", "loaded_s", "highlighted_s",
+                                                   "peak_rss_bytes", "max_gap_ms")} if "error" not in big else None,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="starpad bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The CLI's own option types: every numeric option is checked the same way, and --out
+    # before a run of many minutes rather than when its results are written.
+    from app.cli import THREADS, THREADS_HELP, Parser, int_range, output_dir, save_somewhere_safe
+
+    parser = Parser(prog="starpad bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="GGUF to measure (required without --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny generated model, few rounds: a smoke test")
-    parser.add_argument("--out", type=Path, default=HERE / "out", help="folder for this run's JSON, Markdown, plots")
-    parser.add_argument("--rounds", type=int, help="A/B rounds against llama.cpp (default 6, quick 2)")
-    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--out", type=output_dir, default=HERE / "out",
+                        help="folder for this run's JSON, Markdown, plots")
+    parser.add_argument("--rounds", type=int_range(1, MAX_ROUNDS),
+                        help=f"A/B rounds against llama.cpp, 1 to {MAX_ROUNDS} (default 6, quick 2)")
+    parser.add_argument("--threads", type=THREADS, default=default_threads(), help=THREADS_HELP)
     parser.add_argument("--no-build", action="store_true", help="never compile llama-bench/llama-server")
     args = parser.parse_args(argv)
 
     from bench import report
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"starpad bench: error: cannot create {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     model = args.model
     if model is None:
         if not args.quick:
@@ -211,11 +238,24 @@ def main(argv: list[str] | None = None) -> int:
     results = run_all(model, args.quick, args.threads, rounds, build_tools=not args.quick and not args.no_build)
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_json = args.out / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
-    run_json.write_text(json.dumps(results, indent=2))
+    run_name = f"bench-{stamp}{'-quick' if args.quick else ''}.json"
     markdown = report.markdown(results, plot_prefix="")
-    (args.out / "summary.md").write_text(markdown)
-    report.plots(results, args.out)
+
+    def write(folder: Path) -> None:
+        (folder / run_name).write_text(json.dumps(results, indent=2))
+        (folder / "summary.md").write_text(markdown)
+        report.plots(results, folder)
+
+    run_json = args.out / run_name
+    try:
+        write(args.out)
+    except OSError as exc:  # the folder vanished or filled up during the run: keep the results
+        print(markdown)
+        try:
+            save_somewhere_safe(write, args.out, "bench", exc)
+        except StarpadError as error:
+            print(f"starpad bench: error: {error}", file=sys.stderr)
+            return 2
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "latest.json").write_text(json.dumps({**results["summary"], "details": results}, indent=2))
@@ -224,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy2(png, RESULTS / png.name)
     print(markdown)
     print(f"results: {run_json}", file=sys.stderr)
-    failed = [k for k in ("overhead", "retype", "ui", "memory", "bandwidth") if "error" in results.get(k, {})]
+    scenarios = ("overhead", "retype", "ui", "big_file", "memory", "bandwidth")
+    failed = [k for k in scenarios if "error" in results.get(k, {})]
     return 1 if failed else 0
 
 

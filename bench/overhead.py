@@ -129,9 +129,12 @@ class LowLevelLoop:
         cparams.n_threads = cparams.n_threads_batch = threads
         cparams.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
-        self.n_batch = n_batch
+        if not self.ctx:
+            raise RuntimeError(f"llama.cpp could not create a {n_ctx}-token context")
+        # llama.cpp lowers the batch to the context; a larger llama_decode batch aborts the process.
+        self.n_batch = llama_cpp.llama_n_batch(self.ctx)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
-        self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.rng = random.Random(42)
 
     def _decode(self, tokens: list[int], start: int) -> None:
@@ -172,10 +175,10 @@ class LowLevelLoop:
 
 
 def run(model: Path, rounds: int, n_prompt: int, n_gen: int, threads: int, llama_bench: Path | None) -> OverheadResult:
-    n_batch = EngineConfig.n_batch
     n_ctx = max(1024, n_prompt + n_gen + 64)
     engine = Engine()
     engine.load(model, EngineConfig(n_ctx=n_ctx, n_threads=threads))
+    n_batch = engine.n_batch  # the batch Starpad really decodes with: the references use the same
     prompt_text = exact_token_prompt(engine.tokenize, n_prompt)
     n_actual = len(engine.tokenize(prompt_text))
     result = OverheadResult("llama-bench" if llama_bench else "low-level loop", n_actual, n_gen, threads)

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_until(done, timeout_s)
         ended = time.perf_counter()
         inside = [b for b in beats if began <= b <= ended]
-        gaps = [(b - a) * 1000 for a, b in zip([began, *inside], [*inside, ended])]
+        gaps = [(b - a) * 1000 for a, b in zip([began, *inside], [*inside, ended], strict=True)]
         phases[name] = {
             "seconds": ended - began,
             "max_gap_ms": max(gaps),
@@ -123,12 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     big.write_text(large_source_file(5000), encoding="utf-8")
     window.editor.moveCursor(QTextCursor.MoveOperation.Start)
     measure("open 5,000-line file", lambda: window.open_file(big),
-            lambda: window.current_path == big and not window.language_pending and not window.highlighter.busy, 120)
+            lambda: window.current_path == big and not window.editor.loading and not window.language_pending
+            and not window.highlighter.busy, 120)
 
     heartbeat.stop()
     window.client.shutdown()
     window.hide()
-    args.out.write_text(json.dumps({"heartbeat_ms": HEARTBEAT_MS, "generated_tokens": streamed, "phases": phases}, indent=2))
+    summary = {"heartbeat_ms": HEARTBEAT_MS, "generated_tokens": streamed, "phases": phases}
+    args.out.write_text(json.dumps(summary, indent=2))
     app.quit()
     return 0
 

@@ -2,7 +2,7 @@
 # Set up Starpad on a fresh Debian/Ubuntu machine, then run it or its tests. Idempotent.
 #
 #   bash packaging/dev.sh run     # system libraries + .venv + the app window
-#   bash packaging/dev.sh test    # system libraries + .venv + the whole test suite
+#   bash packaging/dev.sh test    # system libraries + .venv + ruff + mypy + the whole test suite
 #
 # The first run compiles llama.cpp inside llama-cpp-python (~14 min on 2 cores); pip
 # caches the wheel, so later runs (and CI on the same machine) take seconds.
@@ -68,6 +68,11 @@ case "$verb" in
     ;;
   test)
     export QT_QPA_PLATFORM=offscreen
+    # Lint and types first (seconds); their settings and per-module exclusions live in pyproject.toml.
+    echo "starpad test: ruff check"
+    "$VENV/bin/python" -m ruff check .
+    echo "starpad test: mypy"
+    "$VENV/bin/python" -m mypy
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   setup)

@@ -53,14 +53,19 @@ def write_icns(path: Path, pngs: dict[int, bytes]) -> None:
     path.write_bytes(b"icns" + struct.pack(">I", 8 + len(body)) + body)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Write the icons to ``resources/icons`` (or to the folder given as the only argument).
+
+    Tests render into a temporary folder: a test never writes into the checkout.
+    """
+    argv = sys.argv[1:] if argv is None else argv
     app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])  # noqa: F841 - Qt needs it
     renderer = QSvgRenderer(str(ROOT / "resources" / "starpad.svg"))
     if not renderer.isValid():
         print("cannot read resources/starpad.svg", file=sys.stderr)
         return 1
-    out = ROOT / "resources" / "icons"
-    out.mkdir(exist_ok=True)
+    out = Path(argv[0]) if argv else ROOT / "resources" / "icons"
+    out.mkdir(parents=True, exist_ok=True)
     pngs = {size: render_png(renderer, size) for size in SIZES}
     for size, png in pngs.items():
         (out / f"starpad-{size}.png").write_bytes(png)

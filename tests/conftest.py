@@ -20,7 +20,7 @@ os.environ["XDG_CACHE_HOME"] = str(_SANDBOX / "cache")
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer StarCoder2 GGUF with random weights and a real BPE tokenizer (<1 MB)."""
+    """A 2-layer StarCoder2 GGUF with random weights and StarCoder2's real tokenizer (8.2 MB, F16)."""
     from bench.synthetic_model import TINY, write_model
 
     return write_model(tmp_path_factory.mktemp("models") / "starcoder2-tiny-F16.gguf", TINY)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,10 +57,14 @@ def test_desktop_entry_validates() -> None:
 
 
 def test_icons_are_generated_from_the_svg(tmp_path: Path) -> None:
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else "python3",
-                           str(ROOT / "packaging" / "make_icons.py")], capture_output=True, text=True, timeout=60)
+    python = ROOT / ".venv" / "bin" / "python"
+    proc = subprocess.run([str(python) if python.exists() else sys.executable,
+                           str(ROOT / "packaging" / "make_icons.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    icons = ROOT / "resources" / "icons"
-    assert (icons / "starpad.ico").read_bytes()[:4] == b"\x00\x00\x01\x00"
-    assert (icons / "starpad.icns").read_bytes()[:4] == b"icns"
-    assert (icons / "starpad-256.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "starpad.ico").read_bytes()[:4] == b"\x00\x00\x01\x00"
+    assert (tmp_path / "starpad.icns").read_bytes()[:4] == b"icns"
+    assert (tmp_path / "starpad-256.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The committed icons are the ones the SVG renders to (same sizes, same formats).
+    committed = ROOT / "resources" / "icons"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in committed.iterdir())

@@ -19,6 +19,7 @@ Only ``CancelToken.cancel()`` may be called from other threads.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import os
 import threading
@@ -34,6 +35,7 @@ from llama_cpp import _internals
 from app.core import llama_runtime
 from app.core.errors import CancelledError, ModelLoadError, NoModelError
 from app.core.fim import FimPrompt, Layout, PromptBudget, PromptBuilder, RepoFile
+from app.core.limits import MAX_N_CTX, MAX_THREADS, MIN_N_CTX
 from app.core.model_info import FimTokenIds, ModelInfo, model_info
 from app.core.textstream import Utf8Stream, repeats_suffix_at
 
@@ -62,6 +64,15 @@ class _Cancelled(Exception):
     pass
 
 
+class EngineConfigError(ModelLoadError):
+    """A setting the engine refuses before llama.cpp sees it: llama.cpp would crash the
+    whole process (``--threads 100000``) or silently run with something else."""
+
+
+class ContextSizeError(EngineConfigError):
+    """A context below ``MIN_N_CTX`` or beyond what the model was trained on."""
+
+
 def default_threads() -> int:
     """Physical cores: llama.cpp gains nothing from hyper-threads and loses to contention."""
     try:
@@ -77,16 +88,43 @@ def default_threads() -> int:
 class EngineConfig:
     n_ctx: int = DEFAULT_N_CTX
     n_threads: int | None = None  # None: physical cores
+    #: Tokens per llama_decode call. llama.cpp lowers it to the context size (and the
+    #: engine reads back what it really got), so it is an upper bound, not a promise.
     n_batch: int = 512
     n_gpu_layers: int = 0
     #: Off, deliberately: with mmap llama.cpp holds the file's pages *and* a repacked copy
     #: (3B Q4_K_M: 3.38 GB RSS at 4K vs 2.10 GB without), for a load ~2-3 s faster.
     #: app.core.memory_fit estimates for the mode used.
     use_mmap: bool = False
+    #: A context beyond the model's trained one is an error (``ContextSizeError``) unless
+    #: this is set: the window's context size is a preference for every model, so there it
+    #: is lowered to the trained context and a note says so; a command line asked for it.
+    clamp_to_trained: bool = False
 
     @property
     def threads(self) -> int:
         return self.n_threads or default_threads()
+
+
+def resolve_context(config: EngineConfig, n_ctx_train: int) -> tuple[int, str | None]:
+    """The context to create for ``config`` on a model trained on ``n_ctx_train``
+    tokens (0: unknown), and a note when it was lowered; raises ``EngineConfigError``."""
+    n_ctx = config.n_ctx
+    limit = n_ctx_train or MAX_N_CTX
+    if n_ctx < MIN_N_CTX:
+        raise ContextSizeError(f"a context of {n_ctx:,} tokens is too small: use at least {MIN_N_CTX}")
+    note = None
+    if n_ctx > limit:
+        if not config.clamp_to_trained:
+            what = f"the model was trained on ({limit:,})" if n_ctx_train else f"Starpad supports ({limit:,})"
+            raise ContextSizeError(f"a context of {n_ctx:,} tokens is more than {what}: use {MIN_N_CTX} to {limit:,}")
+        note = f"context lowered to {limit:,} tokens, the most this model was trained on (asked for {n_ctx:,})"
+        n_ctx = limit
+    if config.n_threads is not None and not 1 <= config.n_threads <= MAX_THREADS:
+        raise EngineConfigError(f"threads must be 1 to {MAX_THREADS}, not {config.n_threads}")
+    if config.n_batch < 1:
+        raise EngineConfigError(f"the batch size must be at least 1, not {config.n_batch}")
+    return n_ctx, note
 
 
 @dataclass(frozen=True)
@@ -153,6 +191,7 @@ class Engine:
         self._model: _internals.LlamaModel | None = None
         self._ctx: _internals.LlamaContext | None = None
         self._batch: _internals.LlamaBatch | None = None
+        self._n_batch = 0  # what llama.cpp's context really accepts per llama_decode
         self._info: ModelInfo | None = None
         self._config = EngineConfig()
         self._builder: PromptBuilder | None = None
@@ -183,6 +222,17 @@ class Engine:
     def n_ctx(self) -> int:
         return self._ctx.n_ctx() if self._ctx is not None else 0
 
+    @property
+    def n_batch(self) -> int:
+        """The most tokens one llama_decode call may carry in this context.
+
+        llama.cpp lowers the batch to the *requested* context, then pads the context to a
+        multiple of 256: ``n_ctx=100`` holds 256 tokens but takes 100 per decode. A larger
+        batch is not an error code but an assertion that aborts the process (exit 134),
+        so every batch the engine builds is cut to this size.
+        """
+        return self._n_batch if self._ctx is not None else 0
+
     def load(
         self,
         path: str | os.PathLike[str],
@@ -193,10 +243,10 @@ class Engine:
         """Validate then load ``path``; the previous model stays loaded if this fails."""
         started = time.perf_counter()
         info = model_info(path)  # raises ModelFileError before llama.cpp sees a bad file
-        n_ctx = config.n_ctx
-        if info.n_ctx_train and n_ctx > info.n_ctx_train:
-            log.info("context %d exceeds the trained %d: using %d", n_ctx, info.n_ctx_train, info.n_ctx_train)
-            n_ctx = info.n_ctx_train
+        n_ctx, note = resolve_context(config, info.n_ctx_train)
+        if note is not None:
+            log.warning("%s", note)
+            info = dataclasses.replace(info, notes=(*info.notes, note))
 
         def on_progress(value: float, _data: ctypes.c_void_p) -> bool:
             if progress is not None:
@@ -221,8 +271,8 @@ class Engine:
 
         ctx_params = llama_cpp.llama_context_default_params()
         ctx_params.n_ctx = n_ctx
-        ctx_params.n_batch = config.n_batch
-        ctx_params.n_ubatch = config.n_batch
+        ctx_params.n_batch = min(config.n_batch, n_ctx)
+        ctx_params.n_ubatch = ctx_params.n_batch
         ctx_params.n_threads = config.threads
         ctx_params.n_threads_batch = config.threads
         ctx_params.no_perf = True
@@ -236,16 +286,21 @@ class Engine:
                 f"(not enough memory? try a smaller context)" + (f": {detail}" if detail else "")
             ) from None
 
+        # llama.cpp's own numbers win: it may have lowered the batch and padded the context.
+        # The ubatch bound matters only for non-causal models (llama.cpp asserts that one
+        # batch fits one ubatch there); both are the same size here.
+        n_batch = max(1, min(llama_cpp.llama_n_batch(ctx.ctx), llama_cpp.llama_n_ubatch(ctx.ctx)))
         self.close()
         self._model, self._ctx, self._info, self._config = model, ctx, info, config
-        self._batch = _internals.LlamaBatch(n_tokens=config.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._n_batch = n_batch
+        self._batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         fim = self._fim_ids_from_vocab(info)
         self._builder = PromptBuilder(self.tokenize, fim)
         self._kv_tokens = []
         self.load_seconds = time.perf_counter() - started
         log.info(
-            "loaded %s (%s, %s) ctx=%d threads=%d in %.2f s",
-            info.path.name, info.arch, info.file_type, n_ctx, config.threads, self.load_seconds,
+            "loaded %s (%s, %s) ctx=%d (asked %d) batch=%d threads=%d in %.2f s",
+            info.path.name, info.arch, info.file_type, self.n_ctx, n_ctx, n_batch, config.threads, self.load_seconds,
         )
         return info
 
@@ -275,6 +330,7 @@ class Engine:
             if resource is not None:
                 resource.close()
         self._batch = self._ctx = self._model = None
+        self._n_batch = 0
         self._info = None
         self._builder = None
         self._kv_tokens = []
@@ -356,7 +412,7 @@ class Engine:
         if len(tokens) > self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
         reused = 0
-        for a, b in zip(self._kv_tokens, tokens):
+        for a, b in zip(self._kv_tokens, tokens, strict=False):  # stops at the shorter
             if a != b:
                 break
             reused += 1
@@ -366,7 +422,7 @@ class Engine:
                 llama_cpp.llama_memory_clear(ctx.memory, True)
                 reused = 0
             del self._kv_tokens[reused:]
-        n_batch = self._config.n_batch
+        n_batch = self._n_batch
         pos = reused
         self._abort_flag = cancel
         if cancel is not None:
@@ -582,7 +638,7 @@ class Engine:
         position = first
         start_index = first - len(context)  # 1 when there is no context: the first target is the condition
         pending_logits = [logits]
-        n_batch = self._config.n_batch
+        n_batch = self._n_batch
         while True:
             for row in pending_logits:
                 target_index = len(scores) + start_index

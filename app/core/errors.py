@@ -42,3 +42,64 @@ class NoModelError(StarpadError):
 
 class CancelledError(StarpadError):
     """The operation was cancelled by the user (or superseded by a newer request)."""
+
+
+class TextFileError(StarpadError):
+    """A text file cannot be opened or saved as asked; the editor's text is untouched."""
+
+
+class BinaryFileError(TextFileError):
+    """The file holds binary data (NUL bytes outside UTF-16/32), not text."""
+
+
+class FileTooLargeError(TextFileError):
+    """The file is larger than the editor is willing to hold."""
+
+
+class NotARegularFileError(TextFileError):
+    """A directory, device or pipe where a regular file was expected."""
+
+
+class UndecodableFileError(TextFileError):
+    """The bytes are not valid in the chosen encoding, or would not survive a save unchanged."""
+
+
+class UncertainEncodingError(TextFileError):
+    """Not UTF-8, and the 8-bit encoding cannot be told for sure: the person chooses.
+
+    ``candidates`` all decode the file and give its exact bytes back (``guess`` first);
+    ``samples`` shows the first non-ASCII line decoded with each.
+    """
+
+    def __init__(self, message: str, *, guess: str, candidates: tuple[str, ...], samples: dict[str, str]) -> None:
+        super().__init__(message)
+        self.guess = guess
+        self.candidates = candidates
+        self.samples = samples
+
+
+class UnencodableTextError(TextFileError):
+    """The text has a character the file's encoding cannot store; nothing was written."""
+
+    def __init__(self, message: str, *, encoding: str, char: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.encoding = encoding
+        self.char = char
+        self.line = line
+        self.column = column
+
+
+class ReadOnlyFileError(TextFileError):
+    """The file is read-only; it is written only after the person agrees."""
+
+    def __init__(self, message: str, *, path: object) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class FileChangedOnDiskError(TextFileError):
+    """Another program changed the file since Starpad read or wrote it; nothing was written."""
+
+    def __init__(self, message: str, *, path: object) -> None:
+        super().__init__(message)
+        self.path = path

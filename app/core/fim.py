@@ -82,8 +82,15 @@ class PromptBudget:
     repo_share: float = 0.5
 
     @property
+    def reserved_tokens(self) -> int:
+        """Room kept for generation: ``max_new_tokens``, but never more than half the
+        context, so a small context with a long completion still gets a prompt (the
+        completion then ends early with ``context_full`` instead of the request failing)."""
+        return min(max(1, self.max_new_tokens), self.n_ctx // 2)
+
+    @property
     def prompt_tokens(self) -> int:
-        return max(0, self.n_ctx - self.max_new_tokens)
+        return max(0, self.n_ctx - self.reserved_tokens)
 
 
 class PromptBuilder:
@@ -124,8 +131,13 @@ class PromptBuilder:
             )
             # Our own file's <file_sep> that opens the FIM part.
             repo_segments.append(Segment(SegmentKind.SPECIAL, (fim.sep,), "<file_sep>"))  # type: ignore[arg-type]
+            if sum(len(s.tokens) for s in repo_segments) > available * budget.repo_share:
+                # A repository name too long for a small context: the code matters more.
+                repo_segments, used_files, header = [], [], ""
             available -= sum(len(s.tokens) for s in repo_segments)
         header_tokens = self._tokenize(header) if header else []
+        if len(header_tokens) > available // 4:
+            header_tokens = []  # likewise a file path that would crowd out the code
         available -= len(header_tokens)
         if available <= 0:
             raise ValueError(f"the context ({budget.n_ctx} tokens) leaves no room for a prompt")

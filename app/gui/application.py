@@ -6,12 +6,16 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from app import APP_NAME, __version__
 from app.gui.settings import APPLICATION, ORGANIZATION, load_settings
+
+if TYPE_CHECKING:
+    from app.gui.main_window import MainWindow
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
@@ -25,6 +29,21 @@ def configure_interpreter() -> None:
     to 150 ms here; at 1 ms it stays a few milliseconds.
     """
     sys.setswitchinterval(0.001)
+
+
+def load_start_model(window: MainWindow, requested: Path | None, last_model: str) -> str | None:
+    """Load ``--model`` (or else the last model); a ``--model`` that is not a file is said
+    on stderr and in the status bar, not ignored. Returns that message, if any."""
+    if requested is not None and not requested.is_file():
+        problem = "is a folder, not a model file" if requested.is_dir() else "does not exist"
+        message = f"--model {requested} {problem}: no model loaded"
+        print(f"starpad: {message}", file=sys.stderr)
+        window.statusBar().showMessage(message, 60_000)
+        return message
+    model = requested or (Path(last_model) if last_model else None)
+    if model is not None and model.is_file():
+        window.load_model(str(model))
+    return None
 
 
 def run_gui(argv: list[str]) -> int:
@@ -46,15 +65,14 @@ def run_gui(argv: list[str]) -> int:
         app.setWindowIcon(QIcon(str(icon)))
 
     from app.gui.main_window import MainWindow
+    from app.gui.recovery_dialog import offer_recovery
 
     settings = load_settings()
     window = MainWindow(settings)
     if args.file is not None:
         window.open_file(args.file)
-    else:
-        window.restore_recovery()
-    model = args.model or (Path(settings.last_model) if settings.last_model else None)
-    if model is not None and model.is_file():
-        window.load_model(str(model))
     window.show()
+    # Every start path offers what a crashed or killed instance left, the file argument's first.
+    offer_recovery(window, preferred=args.file)
+    load_start_model(window, args.model, settings.last_model)
     return app.exec()

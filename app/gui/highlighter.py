@@ -5,7 +5,10 @@ everything below) and takes ~0.8 s for 5,000 lines in one go. So lexing runs as 
 generator consumed in slices of a few milliseconds on the event loop, and the visible
 lines are lexed on their own first so the user sees colour at once. Formats are kept
 per block number and shifted when lines are inserted or removed, so they stay aligned
-while a fresh pass catches up.
+while a fresh pass catches up. They are put on the lines in and near the view only.
+
+Beyond ``FULL_LEX_CHARS`` (about 1 MB: Pygments reads Python at ~0.3 MB/s here) only the
+lines around the view are lexed, from the nearest line above that starts a statement.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from enum import Enum
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -22,12 +26,22 @@ from pygments.styles import get_style_by_name
 from pygments.token import _TokenType
 from pygments.util import ClassNotFound
 from PySide6.QtCore import QObject, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QSyntaxHighlighter, QTextCharFormat, QTextDocument
+from PySide6.QtGui import QColor, QFont, QTextBlock, QTextCharFormat, QTextDocument, QTextFormat, QTextLayout
 
 log = logging.getLogger("starpad.highlight")
 
 SLICE_MS = 6.0
 RELEX_DELAY_MS = 120
+#: Documents up to this many characters are lexed whole; beyond, only around the view.
+FULL_LEX_CHARS = 1_000_000
+#: Lines above and below the view that get their colours too, so a short scroll shows them.
+VIEW_MARGIN_LINES = 40
+#: How far above the view a windowed lex looks for a line that starts a statement.
+WINDOW_LOOKBACK_LINES = 200
+#: A scroll through a big file is lexed once it pauses this long.
+WINDOW_DELAY_MS = 30
+#: Format ranges with this property belong to someone else (the editor's ghost text).
+_OTHERS = QTextFormat.Property.UserProperty
 Format = tuple[int, int, QTextCharFormat]
 
 
@@ -138,14 +152,29 @@ class LexerResolver(QObject):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class PygmentsHighlighter(QSyntaxHighlighter):
-    """QSyntaxHighlighter fed by an incremental, time-sliced Pygments pass."""
+class HighlightMode(Enum):
+    """How much of the document Pygments reads."""
+
+    WHOLE = "whole"  # the whole text, in slices: exact colours everywhere
+    WINDOW = "window"  # only the lines around the view: big files
+
+
+class PygmentsHighlighter(QObject):
+    """Pygments colours, computed in slices and applied only to the lines around the view.
+
+    Not a QSyntaxHighlighter: that one is called for every line Qt inserts and gives every
+    line of the document a layout of its own, which made a 20 MB file take over a
+    gigabyte and most of its loading time. Here the colours of a line go straight into its
+    QTextLayout (as the ghost text does) when the line is in or near the view, so the cost
+    follows what the user sees, not the size of the file.
+    """
 
     def __init__(self, document: QTextDocument, style: str = "default") -> None:
         super().__init__(document)
+        self._document = document
         self._lexer: Lexer = lexer_by_alias("text")
         self._style_name = style
-        self._format_cache: dict[_TokenType, QTextCharFormat] = {}
+        self._format_cache: dict[_TokenType, QTextCharFormat | None] = {}
         self._formats: dict[int, list[Format]] = {}
         self._pass: Iterator[tuple[int, _TokenType, str]] | None = None
         self._pass_block = 0
@@ -160,18 +189,39 @@ class PygmentsHighlighter(QSyntaxHighlighter):
         self._relex_timer.setSingleShot(True)
         self._relex_timer.setInterval(RELEX_DELAY_MS)
         self._relex_timer.timeout.connect(self.restart)
+        self._window_timer = QTimer(self)
+        self._window_timer.setSingleShot(True)
+        self._window_timer.setInterval(WINDOW_DELAY_MS)
+        self._window_timer.timeout.connect(self._highlight_window)
         document.contentsChange.connect(self._on_contents_change)
         #: Longest single slice, for tests and the benchmark.
         self.longest_slice_ms = 0.0
+        #: >0 while formats are being applied, so listeners of the document's change signals
+        #: can tell colours arriving from an edit.
+        self._applying = 0
 
     # ---------------------------------------------------------------- public
+    @property
+    def applying_formats(self) -> bool:
+        """True inside a format-only update: listeners of contentsChanged must not take it for an edit."""
+        return self._applying > 0
+
+    def document(self) -> QTextDocument:
+        return self._document
+
     @property
     def lexer(self) -> Lexer:
         return self._lexer
 
     @property
+    def mode(self) -> HighlightMode:
+        """WINDOW beyond ``FULL_LEX_CHARS``: lexing 20 MB of Python takes Pygments about a minute."""
+        return HighlightMode.WINDOW if self._document.characterCount() > FULL_LEX_CHARS else HighlightMode.WHOLE
+
+    @property
     def busy(self) -> bool:
-        return self._pass is not None
+        """Colours are not yet up to date with the text (a pass, or one about to start)."""
+        return self._pass is not None or self._relex_timer.isActive() or self._window_timer.isActive()
 
     def set_lexer(self, lexer: Lexer) -> None:
         self._lexer = lexer
@@ -183,49 +233,84 @@ class PygmentsHighlighter(QSyntaxHighlighter):
         self.restart()
 
     def forget(self) -> None:
-        """Drop every format before the whole text is replaced (opening a file).
-
-        With nothing to apply, Qt's per-block ``highlightBlock`` calls return at once,
-        which halves the cost of ``setPlainText`` on a 5,000-line file.
-        """
+        """Drop every format before the whole text is replaced (opening a file)."""
         self._relex_timer.stop()
         self._slice_timer.stop()
+        self._window_timer.stop()
         self._pass = None
         self._formats = {}
         self._pending = {}
 
     def set_visible_range(self, first: int, last: int) -> None:
+        """The view shows blocks ``first``..``last``: colour them (and a margin) if they are not yet."""
+        if (first, last) == self._visible_range:
+            return
         self._visible_range = (first, last)
+        if self.mode is HighlightMode.WINDOW:
+            self._window_timer.start()  # coalesces the steps of a scroll
+        else:
+            self._apply_lines(*self._lines_in_view())
 
     def restart(self) -> None:
-        """Lex the visible lines now, then the whole document in slices."""
+        """Colour the lines in view now, then (small documents) lex the whole text in slices."""
         self._relex_timer.stop()
-        document = self.document()
-        if document is None:
+        self._slice_timer.stop()
+        self._pass = None
+        self._pending = {}
+        if self.mode is HighlightMode.WINDOW:
+            self._window_timer.stop()
+            self._highlight_window()
             return
-        text = document.toPlainText()
+        text = self._document.toPlainText()
         self._highlight_visible_now(text)
         self._pass = self._lexer.get_tokens_unprocessed(text)
         self._pass_block, self._pass_col = 0, 0
-        self._pending = {}
         self._slice_timer.start()
 
     # --------------------------------------------------------------- passes
-    def _highlight_visible_now(self, text: str) -> None:
-        document = self.document()
+    def _lines_in_view(self) -> tuple[int, int]:
         first, last = self._visible_range
-        first = max(0, first - 20)
-        start_block = document.findBlockByNumber(first)
-        end_block = document.findBlockByNumber(min(document.blockCount() - 1, last + 20))
+        return max(0, first - VIEW_MARGIN_LINES), min(self._document.blockCount() - 1, last + VIEW_MARGIN_LINES)
+
+    def _highlight_visible_now(self, text: str) -> None:
+        """Lex the lines in view on their own so they have colour before the full pass gets there."""
+        first, last = self._lines_in_view()
+        start_block = self._document.findBlockByNumber(first)
+        end_block = self._document.findBlockByNumber(last)
         if not start_block.isValid():
             return
         start = start_block.position()
         end = end_block.position() + end_block.length() - 1 if end_block.isValid() else len(text)
-        formats = self._lex_to_blocks(text[start:end], first)
-        for number, block_formats in formats.items():
-            if self._formats.get(number) != block_formats:
-                self._formats[number] = block_formats
-                self.rehighlightBlock(document.findBlockByNumber(number))
+        self._formats.update(self._lex_to_blocks(text[start:end], first))
+        self._apply_lines(first, last)
+
+    def _highlight_window(self) -> None:
+        """Big documents: lex only the lines around the view, from a line that starts a statement.
+
+        A line that begins at column 0 with something other than a space is, in most
+        languages, outside any string or comment, so lexing from there gives the right
+        colours; inside a long block string the colours can be wrong until it closes.
+        """
+        document = self._document
+        first, last = self._lines_in_view()
+        block = document.findBlockByNumber(first)
+        if not block.isValid():
+            return
+        for _ in range(WINDOW_LOOKBACK_LINES):
+            line = block.text()
+            previous = block.previous()
+            if (line and not line[0].isspace()) or not previous.isValid():
+                break
+            block = previous
+        start = block.blockNumber()
+        lines: list[str] = []
+        while block.isValid() and start + len(lines) <= last:
+            lines.append(block.text())
+            block = block.next()
+        started = time.perf_counter()
+        self._formats = self._lex_to_blocks("\n".join(lines), start)
+        self._apply_lines(first, last)
+        self.longest_slice_ms = max(self.longest_slice_ms, (time.perf_counter() - started) * 1000)
 
     def _lex_to_blocks(self, text: str, first_block: int) -> dict[int, list[Format]]:
         result: dict[int, list[Format]] = {}
@@ -273,27 +358,66 @@ class PygmentsHighlighter(QSyntaxHighlighter):
 
     def _commit_block(self, number: int) -> None:
         formats = self._pending.pop(number, [])
-        if self._formats.get(number, []) != formats:
-            self._formats[number] = formats
-            block = self.document().findBlockByNumber(number)
-            if block.isValid():
-                self.rehighlightBlock(block)
+        self._formats[number] = formats
+        first, last = self._lines_in_view()
+        if first <= number <= last:
+            self._apply_lines(number, number)
 
-    # ------------------------------------------------------- Qt's interface
-    def highlightBlock(self, text: str) -> None:  # noqa: N802 - Qt override
-        if not self._formats:
+    # ------------------------------------------------------ onto the layouts
+    def _apply_lines(self, first: int, last: int) -> None:
+        """Give blocks ``first``..``last`` their stored colours, touching only those that differ."""
+        self._applying += 1
+        try:
+            block = self._document.findBlockByNumber(first)
+            number = first
+            while block.isValid() and number <= last:
+                self._apply(block, self._formats.get(number, []))
+                block = block.next()
+                number += 1
+        finally:
+            self._applying -= 1
+
+    def _apply(self, block: QTextBlock, formats: list[Format]) -> None:
+        """Replace the block's colours, keeping ranges marked as others' (the ghost text's).
+
+        Positions in a layout count the pre-edit text (the ghost) too, so ranges after it
+        move right by its length.
+        """
+        layout = block.layout()
+        current = layout.formats()
+        others = [r for r in current if r.format.hasProperty(_OTHERS)]
+        length = block.length() - 1
+        preedit_at, preedit_len = layout.preeditAreaPosition(), len(layout.preeditAreaText())
+        wanted: list[Format] = []
+        for start, size, fmt in formats:
+            if start >= length:
+                continue
+            size = min(size, length - start)
+            if preedit_len and start >= preedit_at:
+                start += preedit_len
+            elif preedit_len and start + size > preedit_at:
+                size += preedit_len
+            wanted.append((start, size, fmt))
+        mine = [(r.start, r.length, r.format) for r in current if not r.format.hasProperty(_OTHERS)]
+        if mine == wanted:
             return
-        for start, length, fmt in self._formats.get(self.currentBlock().blockNumber(), ()):
-            if start < len(text):
-                self.setFormat(start, min(length, len(text) - start), fmt)
+        ranges: list[QTextLayout.FormatRange] = []
+        for start, size, fmt in wanted:
+            item = QTextLayout.FormatRange()
+            item.start, item.length, item.format = start, size, fmt
+            ranges.append(item)
+        layout.setFormats(ranges + others)
+        self._document.markContentsDirty(block.position(), block.length())
 
     def _on_contents_change(self, position: int, _removed: int, _added: int) -> None:
         """Keep formats aligned with their lines until the next pass refreshes them."""
-        document = self.document()
+        if self._applying:
+            return  # our own formats, not an edit: relexing now would only loop
+        document = self._document
         count = document.blockCount()
         delta = count - self._block_count
         self._block_count = count
-        if delta:
+        if delta and self._formats:
             changed = document.findBlock(position).blockNumber()
             shifted: dict[int, list[Format]] = {}
             for number, formats in self._formats.items():
@@ -320,5 +444,5 @@ class PygmentsHighlighter(QSyntaxHighlighter):
                 fmt.setFontItalic(True)
             if spec["underline"]:
                 fmt.setFontUnderline(True)
-        self._format_cache[token_type] = fmt  # type: ignore[assignment]
+        self._format_cache[token_type] = fmt
         return fmt

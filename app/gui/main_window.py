@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from pygments.lexer import Lexer
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -28,14 +28,35 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME
 from app.core.engine import CompletionRequest, CompletionResult, EngineConfig, SamplingParams
+from app.core.errors import (
+    FileChangedOnDiskError,
+    ReadOnlyFileError,
+    TextFileError,
+    UncertainEncodingError,
+    UnencodableTextError,
+)
 from app.core.fim import Layout, RepoFile
 from app.core.ghost import Ghost
 from app.core.model_info import ModelInfo
-from app.core.units import format_bytes
+from app.core.recovery import DocumentSnapshot, RecoveryCandidate, RecoveryStore, Resolution, new_document_id
+from app.core.repo import RepoLocation
+from app.core.repo import locate as repo_locate
+from app.core.textfile import (
+    DiskState,
+    Fingerprint,
+    TextFormat,
+    atomic_write_bytes,
+    check_disk,
+    encoding_display_name,
+    read_text_file,
+    save_text_file,
+    saved_format,
+)
 from app.gui.editor import CodeEditor
 from app.gui.highlighter import LexerResolver, PygmentsHighlighter, all_languages
 from app.gui.inspector import PromptInspector
 from app.gui.preferences import PreferencesDialog
+from app.gui.recovery_dialog import default_recovery_store
 from app.gui.settings import Settings, save_settings
 from app.gui.statusbar import StatusPanel
 from app.gui.theme import DARK, LIGHT, apply_palette
@@ -48,26 +69,13 @@ RECOVERY_INTERVAL_MS = 5000
 MAX_RECENT = 10
 
 
-def recovery_path() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation) or tempfile.gettempdir()
-    return Path(base) / "recovery.txt"
-
-
 def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write UTF-8 ``text`` to a temporary file beside ``path``, fsync, then rename over it.
+
+    For Starpad's own files; the user's files go through ``save_text_file`` (exact format,
+    links, permissions, change detection).
+    """
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 class EmptyState(QWidget):
@@ -98,7 +106,14 @@ class EmptyState(QWidget):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: Settings, client: EngineClient | None = None, interactive: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: EngineClient | None = None,
+        interactive: bool = True,
+        recovery: RecoveryStore | None = None,
+        recovery_interval_ms: int | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         #: False for headless runs (self-test): no modal dialogs that nobody can answer.
@@ -106,10 +121,19 @@ class MainWindow(QMainWindow):
         self.client = client or EngineClient(self)
         self.model_info: ModelInfo | None = None
         self.current_path: Path | None = None
+        #: How the open file is stored (encoding, BOM, line endings): saves write it back that way.
+        self.file_format = TextFormat.default()
+        #: The file as last read or written; None for a new document.
+        self.disk_fingerprint: Fingerprint | None = None
+        #: The on-disk change the person was last told about (asked once per change, not per focus).
+        self._disk_notice: tuple[DiskState, int, int] | None = None
+        self._disk_check_busy = False
         self._ghost_request_id = 0
         self._ghost_origin = 0
         self._ghost_streamed = ""
         self._closing = False
+        #: True while the window itself replaces the text (opening a file): not a user edit.
+        self._replacing_text = False
         self._load_dialog: QProgressDialog | None = None
         self._last_result: tuple[CompletionResult, dict[int, str]] | None = None
         self._comparison_running = False
@@ -137,8 +161,12 @@ class MainWindow(QMainWindow):
         self.debounce = QTimer(self)
         self.debounce.setSingleShot(True)
         self.debounce.timeout.connect(self.request_completion)
+        #: Unsaved text goes to this instance's own recovery session (see app/core/recovery.py).
+        self.recovery = recovery if recovery is not None else default_recovery_store()
+        self._recovery_document = new_document_id()
+        self._recovery_dirty = True  # changed since its record was last written
         self.recovery_timer = QTimer(self)
-        self.recovery_timer.setInterval(RECOVERY_INTERVAL_MS)
+        self.recovery_timer.setInterval(RECOVERY_INTERVAL_MS if recovery_interval_ms is None else recovery_interval_ms)
         self.recovery_timer.timeout.connect(self.write_recovery)
         self.recovery_timer.start()
 
@@ -219,6 +247,8 @@ class MainWindow(QMainWindow):
         worker.completion_failed.connect(self._on_completion_failed)
         self.editor.document().contentsChanged.connect(self._on_document_changed)
         self.editor.document().modificationChanged.connect(lambda _m: self._update_title())
+        self.editor.document().contentsChanged.connect(self._on_recovery_dirty)
+        self.editor.document().modificationChanged.connect(self._on_recovery_modification)
         self.editor.completion_requested.connect(self.request_completion)
         self.editor.ghost_dismissed.connect(self.client.cancel_completion)
         self.editor.verticalScrollBar().valueChanged.connect(self._on_scrolled)
@@ -279,7 +309,7 @@ class MainWindow(QMainWindow):
 
         downloader = HubDownloader(cache_dir=Path(self.settings.download_dir) if self.settings.download_dir else None)
         dialog = ModelDialog(self, n_ctx=self.settings.n_ctx, downloader=downloader)
-        dialog.load_requested.connect(self.load_model)
+        dialog.load_requested.connect(self.load_model_with_context)
         dialog.download_dir_changed.connect(self._on_download_dir_changed)
         dialog.exec()
 
@@ -312,8 +342,16 @@ class MainWindow(QMainWindow):
         if path:
             self.load_model(path)
 
+    def load_model_with_context(self, path: str, n_ctx: int) -> None:
+        """The model dialog's choice: its context size becomes the setting, then load."""
+        if n_ctx != self.settings.n_ctx:
+            self.settings.n_ctx = n_ctx
+            save_settings(self.settings)
+        self.load_model(path)
+
     def load_model(self, path: str) -> None:
-        config = EngineConfig(n_ctx=self.settings.n_ctx, n_threads=self.settings.threads or None)
+        config = EngineConfig(n_ctx=self.settings.n_ctx, n_threads=self.settings.threads or None,
+                              clamp_to_trained=True)  # a preference for every model: lowered with a note
         self.status.set_state("loading", Path(path).name)
         self.stack.setCurrentWidget(self.editor)
         if not self.interactive:
@@ -348,8 +386,8 @@ class MainWindow(QMainWindow):
         # Prefix-only models have no layout to choose; the status bar says so persistently.
         self.layout_box.setEnabled(not info.prefix_only)
         self.layout_box.setToolTip(info.notes[0] if info.notes else "")
-        if self.settings.auto_complete and self.editor.toPlainText().strip():
-            self.debounce.start()
+        # No completion here: a model finishing its load is not an edit. The next keystroke,
+        # caret request or Ctrl+Space asks.
 
     def _on_model_failed(self, message: str) -> None:
         self._close_load_dialog()
@@ -364,6 +402,9 @@ class MainWindow(QMainWindow):
             self.debounce.stop()
 
     def _on_document_changed(self) -> None:
+        if self._replacing_text or self.editor.loading or self.highlighter.applying_formats:
+            # Opening a file, or colours arriving, is not an edit: completions follow the user.
+            return
         if self.editor.ghost is not None:
             return  # the user typed what the ghost showed: keep it, ask nothing new
         self.client.cancel_completion()
@@ -377,6 +418,8 @@ class MainWindow(QMainWindow):
         position = cursor.position()
         s = self.settings
         layout = Layout(s.layout)
+        repo = repo_locate(self.current_path) if self.current_path is not None else None
+        use_repo = s.use_repo_context and repo is not None
         return CompletionRequest(
             prefix=text[:position],
             suffix=text[position:],
@@ -384,12 +427,12 @@ class MainWindow(QMainWindow):
             max_tokens=s.max_tokens,
             single_line=s.single_line,
             sampling=SamplingParams(temperature=s.temperature, top_p=s.top_p),
-            path=self.current_path.name if self.current_path else None,
-            repo_name=Path.cwd().name if s.use_repo_context else None,
-            repo_files=self._repo_files() if s.use_repo_context else (),
+            path=repo.relative_path if repo is not None else None,
+            repo_name=repo.name if use_repo and repo is not None else None,
+            repo_files=self._repo_files(repo) if use_repo and repo is not None else (),
         )
 
-    def _repo_files(self) -> tuple[RepoFile, ...]:
+    def _repo_files(self, repo: RepoLocation) -> tuple[RepoFile, ...]:
         """Recent files from the same folder stand in for 'other open files'."""
         if self.current_path is None:
             return ()
@@ -398,7 +441,7 @@ class MainWindow(QMainWindow):
             path = Path(name)
             if path != self.current_path and path.parent == self.current_path.parent and path.is_file():
                 try:
-                    files.append(RepoFile(path.name, path.read_text(encoding="utf-8")[:20000]))
+                    files.append(RepoFile(repo.relative(path), path.read_text(encoding="utf-8")[:20000]))
                 except (OSError, UnicodeDecodeError):
                     continue
         return tuple(files)
@@ -506,6 +549,7 @@ class MainWindow(QMainWindow):
             return
         self.editor.setPlainText("")
         self.current_path = None
+        self._set_file_state(TextFormat.default(), None)
         self.editor.document().setModified(False)
         self.stack.setCurrentWidget(self.editor)
         self._update_title()
@@ -517,26 +561,41 @@ class MainWindow(QMainWindow):
         if path:
             self.open_file(Path(path))
 
-    def open_file(self, path: Path) -> bool:
-        """Open a text file; a huge or binary file is refused with a message, nothing lost."""
+    def open_file(self, path: Path, encoding: str | None = None) -> bool:
+        """Open a text file exactly as it is: its encoding, BOM and line endings are kept for saving.
+
+        A huge, binary or undecodable file is refused with a message and the editor keeps its
+        text; an 8-bit file whose encoding is uncertain asks which one (``encoding`` forces one).
+        """
+        path = Path(path)
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ValueError(f"{path.name} is {format_bytes(size)}: larger than the editor's {format_bytes(MAX_FILE_BYTES)} limit")
-            raw = path.read_bytes()
-            if b"\0" in raw[:8192]:
-                raise ValueError(f"{path.name} looks like a binary file, not text")
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self._file_error(f"{path.name} is not UTF-8 text")
+            loaded = read_text_file(path, encoding=encoding, max_bytes=MAX_FILE_BYTES)
+        except UncertainEncodingError as exc:
+            chosen = self._choose_encoding(path, exc)
+            return chosen is not None and self.open_file(path, chosen)
+        except TextFileError as exc:
+            self._file_error(str(exc))
             return False
-        except (OSError, ValueError) as exc:
-            self._file_error(str(exc) if isinstance(exc, ValueError) else f"cannot open {path}: {exc.strerror}")
+        except OSError as exc:
+            self._file_error(f"cannot open {path}: {exc.strerror or exc}")
             return False
+        text = loaded.text
         self.editor.clear_ghost()
         self.highlighter.forget()
-        self.editor.load_text(text)
+        self.debounce.stop()
+        self.client.cancel_completion()
+        self._replacing_text = True
+        try:
+            self.editor.load_text(text)
+        except ValueError as exc:  # text the editor cannot hold exactly: refused, editor untouched
+            self._file_error(f"{path.name}: {exc}")
+            return False
+        finally:
+            self._replacing_text = False
         self.current_path = path
+        self._set_file_state(loaded.format, loaded.fingerprint)
+        if loaded.format.note:
+            self.statusBar().showMessage(loaded.format.note, 15000)
         self.stack.setCurrentWidget(self.editor)
         self.highlighter.set_visible_range(*self.editor.visible_block_range())
         if not self.language_box.currentData():
@@ -544,6 +603,42 @@ class MainWindow(QMainWindow):
         self._remember_recent(path)
         self._update_title()
         return True
+
+    def _choose_encoding(self, path: Path, error: UncertainEncodingError) -> str | None:
+        """Let the person pick the encoding the text reads right in (None: cancelled)."""
+        if self._is_current_file(path) and self.file_format.encoding in error.candidates:
+            return self.file_format.encoding  # reloading: the encoding chosen before still fits
+        if not self.interactive:
+            return error.guess
+        items = [f"{encoding_display_name(e)}:  {error.samples[e]}" for e in error.candidates]
+        item, ok = QInputDialog.getItem(
+            self,
+            "Choose the file's encoding",
+            f"{error}.\nIts first line with non-ASCII characters, read in each encoding:",
+            items,
+            0,
+            False,
+        )
+        return error.candidates[items.index(item)] if ok and item in items else None
+
+    def _set_file_state(self, fmt: TextFormat, fingerprint: Fingerprint | None) -> None:
+        self.file_format = fmt
+        self.disk_fingerprint = fingerprint
+        self._disk_notice = None
+        self.status.set_file_format(fmt.label, fmt.note or "")
+
+    def _is_current_file(self, path: Path) -> bool:
+        if self.current_path is None:
+            return False
+        return os.path.realpath(path) == os.path.realpath(self.current_path)
+
+    def _ask(self, title: str, text: str) -> bool:
+        """A yes/no question; headless runs (no one to answer) get no."""
+        if not self.interactive:
+            log.info("%s: answered no (not interactive)", title)
+            return False
+        yes, no = QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.No
+        return QMessageBox.question(self, title, text, yes | no, no) == yes
 
     def _file_error(self, message: str) -> None:
         log.info("file refused: %s", message)
@@ -561,43 +656,176 @@ class MainWindow(QMainWindow):
         return self._write(Path(path))
 
     def _write(self, path: Path) -> bool:
-        self.editor.finish_loading()
-        try:
-            atomic_write(path, self.editor.toPlainText())
-        except OSError as exc:
-            QMessageBox.critical(self, "Could not save", f"{path}: {exc.strerror or exc}. Your text is still here.")
-            return False
+        """Save the exact text in the file's own format; ask first where something could be lost.
+
+        Asks before overwriting a file another program changed, before writing a read-only
+        file, and before switching to UTF-8 when the file's encoding cannot store a character.
+        Whatever happens, the text stays in the editor.
+        """
+        path = Path(path)
+        text = self.editor.document_text()
+        fmt = self.file_format
+        same_file = self._is_current_file(path)
+        expected = self.disk_fingerprint if same_file else None
+        if same_file and expected is None and path.exists():
+            # e.g. restored after a crash: this version on disk was never read here.
+            if not self._ask(
+                "Overwrite file?",
+                f"{path.name} exists on disk and Starpad has not read this version of it.\n\n"
+                "Overwrite it with your text?",
+            ):
+                return False
+        overwrite_readonly = False
+        while True:
+            try:
+                fingerprint = save_text_file(path, text, fmt, overwrite_readonly=overwrite_readonly, expected=expected)
+                break
+            except FileChangedOnDiskError:
+                if not self._ask(
+                    "File changed on disk",
+                    f"{path.name} was changed by another program since Starpad opened or saved it.\n\n"
+                    "Overwrite it with your text? Its other changes would be lost. "
+                    "(No: nothing is written and your text stays here.)",
+                ):
+                    return False
+                expected = None
+            except ReadOnlyFileError:
+                if not self._ask(
+                    "Overwrite read-only file?",
+                    f"{path.name} is read-only.\n\nOverwrite it anyway? It stays read-only afterwards.",
+                ):
+                    return False
+                overwrite_readonly = True
+            except UnencodableTextError as exc:
+                if fmt.encoding == "utf-8" or not self._ask(
+                    f"Cannot save in {encoding_display_name(fmt.encoding)}",
+                    f"{exc}\n\nSave {path.name} as UTF-8 instead? (No: nothing is written and your text stays here.)",
+                ):
+                    if fmt.encoding == "utf-8":
+                        QMessageBox.critical(self, "Could not save", f"{exc} Your text is still here.")
+                    return False
+                fmt = fmt.with_encoding("utf-8")
+            except (TextFileError, OSError) as exc:
+                reason = str(exc) if isinstance(exc, TextFileError) else f"{path}: {exc.strerror or exc}"
+                QMessageBox.critical(self, "Could not save", f"{reason}. Your text is still here.")
+                return False
+        before = self.file_format
+        new_format = saved_format(text, fmt)
         self.current_path = path
+        self._set_file_state(new_format, fingerprint)
+        if new_format.encoding != before.encoding or (before.mixed is not None and new_format.mixed is None):
+            self.statusBar().showMessage(f"Saved as {new_format.label}.", 8000)
         self.editor.document().setModified(False)
         self._remember_recent(path)
         self._update_title()
-        recovery_path().unlink(missing_ok=True)
+        self._drop_recovery_record()
         return True
 
-    def write_recovery(self) -> None:
-        """Keep unsaved text on disk so a crash loses nothing."""
-        if not self.editor.document().isModified():
-            return
-        path = recovery_path()
+    # ------------------------------------------------------------ recovery
+    def _on_recovery_dirty(self) -> None:
+        self._recovery_dirty = True
+
+    def _on_recovery_modification(self, modified: bool) -> None:
+        """Saved, undone back to the saved text, or replaced after the user's Save/Discard."""
+        if not modified:
+            self._drop_recovery_record()
+
+    def _recovery_snapshot(self) -> DocumentSnapshot:
+        return DocumentSnapshot(
+            text=self.editor.document_text(),  # exact, unlike toPlainText
+            path=self.current_path,
+            caret=self.editor.textCursor().position(),
+            file_format=self.file_format.as_dict(),
+            disk_fingerprint=self.disk_fingerprint.as_dict() if self.disk_fingerprint is not None else None,
+        )
+
+    def _recovered_file_state(self, candidate: RecoveryCandidate) -> tuple[TextFormat, Fingerprint | None]:
+        """The restored document's format, and the disk version its text was based on.
+
+        An unchanged file keeps that fingerprint, so saving needs no question; a file changed
+        since keeps the old one, so saving asks before overwriting the other program's edits.
+        """
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            header = f"{self.current_path or ''}\n"
-            atomic_write(path, header + self.editor.toPlainText())
-        except OSError:
-            log.warning("could not write the recovery file")
+            fmt = TextFormat.from_dict(candidate.file_format) if candidate.file_format else TextFormat.default()
+        except (KeyError, TypeError, ValueError, LookupError):
+            log.warning("recovery record %s: unreadable file format, using UTF-8", candidate.key)
+            fmt = TextFormat.default()
+        try:
+            known = Fingerprint.from_dict(candidate.disk_fingerprint) if candidate.disk_fingerprint else None
+        except (KeyError, TypeError, ValueError):
+            known = None
+        if known is not None and candidate.original_path is not None:
+            check = check_disk(candidate.original_path, known, thorough=True)
+            if check.state is DiskState.UNCHANGED and check.current is not None:
+                known = check.current
+        return fmt, known
 
-    def restore_recovery(self) -> bool:
-        path = recovery_path()
-        if not path.is_file():
+    def write_recovery(self) -> bool:
+        """Put the unsaved text into this instance's recovery record now (the timer calls it).
+
+        True when the record on disk is current, or there is nothing unsaved to keep.
+        """
+        if not self.editor.document().isModified() or not self._recovery_dirty:
+            return True
+        try:
+            self.recovery.session.write(self._recovery_document, self._recovery_snapshot())
+        except OSError as exc:
+            log.warning("could not write the recovery record: %s", exc.strerror or exc)
+            self.statusBar().showMessage(f"Could not write the recovery copy: {exc.strerror or exc}", 8000)
             return False
-        original, _, text = path.read_text(encoding="utf-8").partition("\n")
-        self.editor.setPlainText(text)
-        self.current_path = Path(original) if original else None
-        self.editor.document().setModified(True)
-        self.stack.setCurrentWidget(self.editor)
-        self._detect_language()
-        self.statusBar().showMessage("Recovered unsaved text from the last session.", 8000)
+        self._recovery_dirty = False
         return True
+
+    def _drop_recovery_record(self) -> None:
+        """The text is saved or knowingly discarded: its record has done its job."""
+        self._recovery_dirty = True
+        try:
+            self.recovery.session.remove(self._recovery_document)
+        except OSError as exc:
+            log.warning("could not remove the recovery record: %s", exc.strerror or exc)
+
+    def adopt_recovery(self, candidate: RecoveryCandidate) -> bool:
+        """Take text a dead instance left as this window's modified document.
+
+        The old record is removed only after this instance's own record holds the text, so
+        a crash at any moment leaves at least one copy on disk. True when that handover
+        happened; False when this instance could not write its copy (the old record stays).
+        """
+        self.editor.finish_loading()  # a file still loading in chunks must not append to it
+        self.editor.clear_ghost()
+        self.highlighter.forget()
+        self.debounce.stop()
+        self.client.cancel_completion()
+        self._replacing_text = True
+        try:
+            self.editor.setPlainText(candidate.text)
+        finally:
+            self._replacing_text = False
+        self.current_path = candidate.original_path
+        self._set_file_state(*self._recovered_file_state(candidate))
+        self.editor.document().setModified(True)
+        cursor = self.editor.textCursor()
+        cursor.setPosition(max(0, min(candidate.caret, self.editor.document().characterCount() - 1)))
+        self.editor.setTextCursor(cursor)
+        self.stack.setCurrentWidget(self.editor)
+        self.highlighter.set_visible_range(*self.editor.visible_block_range())
+        if not self.language_box.currentData():
+            self._detect_language()
+        self._update_title()
+        self._recovery_dirty = True
+        if not self.write_recovery():
+            return False  # the text is in the editor; the old record stays until this window has a copy
+        try:
+            self.recovery.remove(candidate, Resolution.RESTORED)
+        except OSError as exc:
+            log.warning("could not remove the restored recovery record: %s", exc.strerror or exc)
+        self.statusBar().showMessage(f"Restored the unsaved text of {candidate.title}. Save it to keep it.", 10000)
+        return True
+
+    def _close_recovery(self) -> None:
+        """Closing after a save or a knowing Discard: nothing of this window is left to recover."""
+        self._drop_recovery_record()
+        self.recovery.close()
 
     def _remember_recent(self, path: Path) -> None:
         recent = [str(path)] + [p for p in self.settings.recent_files if p != str(path)]
@@ -613,6 +841,68 @@ class MainWindow(QMainWindow):
     def _update_title(self) -> None:
         name = self.current_path.name if self.current_path else "untitled"
         self.setWindowTitle(f"{name}{' •' if self.editor.document().isModified() else ''} — {APP_NAME}")
+
+    # ------------------------------------------------- changes made on disk
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow() and not self._closing:
+            # Coming back to the window is when another program's change becomes relevant.
+            # Checked after the event, since it may open a dialog.
+            QTimer.singleShot(0, self.check_disk_changes)
+
+    def check_disk_changes(self) -> DiskState | None:
+        """Notice a change or deletion of the open file made by another program.
+
+        Asks once per change: reload it, or keep the editor's text (then a save asks again
+        before overwriting the newer file). A deleted file is reported; the text stays and
+        counts as unsaved. Returns what was found (None: no file to compare with).
+        """
+        path, known = self.current_path, self.disk_fingerprint
+        if self._disk_check_busy or path is None or known is None:
+            return None
+        self._disk_check_busy = True
+        try:
+            check = check_disk(path, known)
+            if check.state is DiskState.UNCHANGED and check.current is not None:
+                self.disk_fingerprint = check.current  # touched with the same content: no more hashing
+            if check.state in (DiskState.UNCHANGED, DiskState.UNREADABLE):
+                return check.state
+            notice = (check.state, *((check.current.mtime_ns, check.current.size) if check.current else (0, 0)))
+            if notice == self._disk_notice:
+                return check.state  # already told about this very change
+            self._disk_notice = notice
+            if check.state is DiskState.DELETED:
+                log.info("%s was deleted on disk", path)
+                self.editor.document().setModified(True)
+                if self.interactive:
+                    QMessageBox.information(
+                        self,
+                        "File deleted on disk",
+                        f"{path.name} was deleted or moved away by another program.\n\n"
+                        "Your text is still here; Save writes it back.",
+                    )
+                return check.state
+            log.info("%s was changed on disk", path)
+            unsaved = self.editor.document().isModified()
+            if self._ask(
+                "File changed on disk",
+                f"{path.name} was changed by another program.\n\nReload it from disk?"
+                + (" Your unsaved changes would be lost." if unsaved else "")
+                + "\n(No: keep the text shown here; saving will ask before overwriting the newer file.)",
+            ):
+                self.reload_file()
+            else:
+                self.editor.document().setModified(True)  # it differs from the file now
+                self.statusBar().showMessage(f"Kept your text; {path.name} on disk is newer.", 8000)
+            return check.state
+        finally:
+            self._disk_check_busy = False
+
+    def reload_file(self) -> bool:
+        """Read the open file again from disk (its encoding kept if it is still a fit)."""
+        if self.current_path is None:
+            return False
+        return self.open_file(self.current_path)
 
     # -------------------------------------------------------- drag & drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
@@ -642,5 +932,5 @@ class MainWindow(QMainWindow):
         save_settings(self.settings)
         self.client.shutdown()
         self.lexers.shutdown()
-        recovery_path().unlink(missing_ok=True)
+        self._close_recovery()
         event.accept()

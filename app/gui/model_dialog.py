@@ -90,7 +90,8 @@ class DownloadWorker(QObject):
 class ModelDialog(QDialog):
     """Pick, download, import and load models, guided by this machine's memory."""
 
-    load_requested = Signal(str)
+    #: (model path, context size chosen in the dialog): the load must use both.
+    load_requested = Signal(str, int)
     download_dir_changed = Signal(str)  # "" means the Hugging Face cache
     _download_requested = Signal(str, str, object)
     _refresh_requested = Signal(object)
@@ -295,7 +296,7 @@ class ModelDialog(QDialog):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self.load_requested.emit(str(path))
+        self.load_requested.emit(str(path), self.n_ctx)
         self.accept()
 
     def download_selected(self) -> None:

@@ -16,9 +16,35 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.engine import default_threads
+from app.core.settings_schema import FloatRange, float_range, int_range, rule_for
 from app.gui.settings import Settings
 
 CONTEXT_SIZES = (2048, 4096, 8192, 16384)
+#: QDoubleSpinBox shows this many decimals; an open lower bound (top-p > 0) starts one step above.
+_DECIMALS = 2
+
+
+def _int_spin(name: str, value: int, step: int = 1, suffix: str = "") -> QSpinBox:
+    lo, hi = int_range(name)
+    spin = QSpinBox(minimum=lo, maximum=hi, singleStep=step, suffix=suffix)
+    spin.setValue(value)
+    return spin
+
+
+def _check(text: str, checked: bool) -> QCheckBox:
+    box = QCheckBox(text)
+    box.setChecked(checked)
+    return box
+
+
+def _float_spin(name: str, value: float, step: float) -> QDoubleSpinBox:
+    lo, hi = float_range(name)
+    rule = rule_for(name)
+    if isinstance(rule, FloatRange) and rule.lo_open:
+        lo += 10**-_DECIMALS
+    spin = QDoubleSpinBox(minimum=lo, maximum=hi, singleStep=step, decimals=_DECIMALS)
+    spin.setValue(value)
+    return spin
 
 
 class PreferencesDialog(QDialog):
@@ -27,22 +53,25 @@ class PreferencesDialog(QDialog):
         self.setWindowTitle("Preferences")
         self._original = settings
         form = QFormLayout(self)
-        self.max_tokens = QSpinBox(minimum=1, maximum=1024, value=settings.max_tokens)
-        self.temperature = QDoubleSpinBox(minimum=0.0, maximum=2.0, singleStep=0.05, value=settings.temperature)
+        # Every range comes from the settings' single declaration (app.core.settings_schema).
+        self.max_tokens = _int_spin("max_tokens", settings.max_tokens)
+        self.temperature = _float_spin("temperature", settings.temperature, step=0.05)
         self.temperature.setSpecialValueText("0 (greedy)")
-        self.top_p = QDoubleSpinBox(minimum=0.05, maximum=1.0, singleStep=0.05, value=settings.top_p)
-        self.single_line = QCheckBox("Stop at the end of the line", checked=settings.single_line)
-        self.auto_complete = QCheckBox("Complete automatically while typing", checked=settings.auto_complete)
-        self.debounce = QSpinBox(minimum=0, maximum=5000, singleStep=50, suffix=" ms", value=settings.debounce_ms)
-        self.threads = QSpinBox(minimum=0, maximum=256, value=settings.threads)
+        self.top_p = _float_spin("top_p", settings.top_p, step=0.05)
+        self.single_line = _check("Stop at the end of the line", settings.single_line)
+        self.auto_complete = _check("Complete automatically while typing", settings.auto_complete)
+        self.debounce = _int_spin("debounce_ms", settings.debounce_ms, step=50, suffix=" ms")
+        self.threads = _int_spin("threads", settings.threads)
         self.threads.setSpecialValueText(f"auto ({default_threads()})")
         self.n_ctx = QComboBox()
-        for size in CONTEXT_SIZES:
+        # A size set elsewhere (the model dialog, the settings file) stays selectable:
+        # otherwise OK would silently replace it with the first entry.
+        for size in sorted({*CONTEXT_SIZES, settings.n_ctx}):
             self.n_ctx.addItem(f"{size:,} tokens", size)
         self.n_ctx.setCurrentIndex(max(0, self.n_ctx.findData(settings.n_ctx)))
-        self.spaces = QCheckBox("Indent with spaces", checked=settings.indent_with_spaces)
-        self.indent_width = QSpinBox(minimum=1, maximum=8, value=settings.indent_width)
-        self.font_size = QSpinBox(minimum=6, maximum=40, value=settings.font_size)
+        self.spaces = _check("Indent with spaces", settings.indent_with_spaces)
+        self.indent_width = _int_spin("indent_width", settings.indent_width)
+        self.font_size = _int_spin("font_size", settings.font_size)
         form.addRow("Max new tokens", self.max_tokens)
         form.addRow("Temperature", self.temperature)
         form.addRow("Top-p", self.top_p)

@@ -1,67 +1,44 @@
-"""User settings: declared once, with defaults, persisted with QSettings."""
+"""User settings persisted with QSettings.
+
+The declaration (names, defaults, valid values) and the validation live in the Qt-free
+``app.core.settings_schema``; this module only moves values between QSettings and it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
-
 from PySide6.QtCore import QSettings
+
+from app.core.settings_schema import Settings, setting_names, settings_from_values, values_to_store
+
+__all__ = ["APPLICATION", "ORGANIZATION", "Settings", "load_settings", "save_settings"]
 
 ORGANIZATION = "Starpad"
 APPLICATION = "Starpad"
 
 
-@dataclass
-class Settings:
-    max_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 0.95
-    single_line: bool = False
-    debounce_ms: int = 250
-    threads: int = 0  # 0: physical cores
-    n_ctx: int = 16384
-    auto_complete: bool = True
-    layout: str = "spm"
-    use_repo_context: bool = False
-    indent_with_spaces: bool = True
-    indent_width: int = 4
-    font_size: int = 11
-    dark_theme: bool = False
-    show_inspector: bool = False
-    last_model: str = ""
-    download_dir: str = ""  # "" = the Hugging Face cache
-    recent_files: list[str] = field(default_factory=list)
+class _Unreadable:
+    """A stored value PySide6 cannot convert: every rule refuses it, so it is logged."""
 
-
-def _coerce(value: object, default: object) -> object:
-    """QSettings hands back strings on some platforms: convert to the field's type."""
-    if isinstance(default, bool):
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    if isinstance(default, int):
-        return int(value)  # type: ignore[arg-type]
-    if isinstance(default, float):
-        return float(value)  # type: ignore[arg-type]
-    if isinstance(default, list):
-        if value in (None, ""):
-            return []
-        return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-    return str(value)
+    def __repr__(self) -> str:
+        return "<unreadable>"
 
 
 def load_settings(store: QSettings | None = None) -> Settings:
+    """The stored settings; a value out of range or of the wrong kind falls back to its
+    default (logged on ``starpad.settings``) instead of breaking the start."""
     store = store or QSettings(ORGANIZATION, APPLICATION)
-    settings = Settings()
-    for f in fields(Settings):
-        if store.contains(f.name):
+    values: dict[str, object] = {}
+    for name in setting_names():
+        if store.contains(name):
             try:
-                setattr(settings, f.name, _coerce(store.value(f.name), getattr(settings, f.name)))
-            except (TypeError, ValueError):
-                pass  # a damaged value falls back to its default
-    return settings
+                values[name] = store.value(name)
+            except (TypeError, ValueError, OverflowError, RuntimeError):
+                values[name] = _Unreadable()
+    return settings_from_values(values)
 
 
 def save_settings(settings: Settings, store: QSettings | None = None) -> None:
     store = store or QSettings(ORGANIZATION, APPLICATION)
-    for key, value in dataclasses.asdict(settings).items():
+    for key, value in values_to_store(settings):
         store.setValue(key, value)
     store.sync()

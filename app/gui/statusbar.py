@@ -27,10 +27,12 @@ class StatusPanel(QStatusBar):
         self.context_bar.setTextVisible(False)
         self.context_bar.setMaximumHeight(12)
         self.memory_label = QLabel("")
+        #: The open file's encoding and line endings, e.g. "UTF-8 · CRLF"; empty for a new file.
+        self.format_label = QLabel("")
         for widget in (self.state_label, self.model_label, self.speed_label, self.ttft_label, self.reuse_label):
             self.addWidget(widget)
-        for widget in (self.context_label, self.context_bar, self.memory_label):
-            self.addPermanentWidget(widget)
+        for permanent in (self.format_label, self.context_label, self.context_bar, self.memory_label):
+            self.addPermanentWidget(permanent)
         try:
             self._process: psutil.Process | None = psutil.Process()
         except (psutil.Error, OSError):  # e.g. no /proc in a container: show no RSS rather than fail
@@ -43,7 +45,9 @@ class StatusPanel(QStatusBar):
 
     def set_state(self, state: str, detail: str = "") -> None:
         self.state_label.setText(f"● {state}" + (f" {detail}" if detail else ""))
-        colours = {"idle": "#2da44e", "streaming": "#0969da", "thinking": "#bf8700", "loading": "#bf8700", "error": "#cf222e"}
+        colours = {
+            "idle": "#2da44e", "streaming": "#0969da", "thinking": "#bf8700", "loading": "#bf8700", "error": "#cf222e"
+        }
         self.state_label.setStyleSheet(f"color: {colours.get(state, '#6e7781')};")
 
     def set_model(self, info: ModelInfo | None) -> None:
@@ -69,6 +73,11 @@ class StatusPanel(QStatusBar):
         colour = "#cf222e" if ratio > 0.9 else "#bf8700" if ratio > 0.75 else "#2da44e"
         self.context_bar.setStyleSheet(f"QProgressBar::chunk {{ background: {colour}; }}")
         self.context_bar.setToolTip(f"context used: {used:,} of {size:,} tokens ({ratio:.0%})")
+
+    def set_file_format(self, label: str, details: str = "") -> None:
+        """Show how the file is stored on disk; ``details`` (e.g. a mixed-endings note) as tooltip."""
+        self.format_label.setText(label)
+        self.format_label.setToolTip(details or (f"Saved as {label}" if label else ""))
 
     def refresh_memory(self) -> None:
         if self._process is None:

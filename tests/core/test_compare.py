@@ -26,11 +26,14 @@ def test_compare_three_quants(quantized_models: dict[str, Path], tmp_path: Path)
     by_quant = {r.quant: r for r in report.results}
     assert [r.model for r in report.results] == [str(m) for m in models]  # the caller's order
     assert report.reference == str(quantized_models["F16"])  # highest precision
-    assert by_quant["F16"].agreement == 1.0
+    # The reference scored against its own completion: teacher-forcing computes the logits in
+    # one batch where generation computed them one token at a time, so kernels may break a
+    # near-tie the other way (README, "Determinism"): agreement with a tolerance, not 1.0 exactly.
+    assert by_quant["F16"].agreement >= 0.9
     assert by_quant["F16"].file_bytes > by_quant["Q8_0"].file_bytes > by_quant["Q4_0"].file_bytes
     for r in report.results:
         assert 0.0 <= r.agreement <= 1.0
-        assert 1.0 < r.perplexity < 4096 * 4  # a random model is near-uniform over 4,096 tokens
+        assert 1.0 < r.perplexity < 49152 * 4  # a random model is near-uniform over 49,152 tokens
         assert r.gen_tps > 0 and r.prompt_tps > 0 and r.ttft_ms > 0 and r.load_s > 0
         assert r.peak_rss_bytes > 10_000_000
         assert len(r.tokens) > 0

@@ -56,23 +56,35 @@ def test_max_tokens(engine: Engine) -> None:
     assert result.stats.generated_tokens == 5
 
 
-def test_single_line_stops_at_newline(engine: Engine) -> None:
-    newline = engine.tokenize("\n")[0]
-    letter = engine.tokenize("x")[0]
-    # Bias towards 'x' first, then force newlines: the first line ends the completion.
-    result = engine.complete(
-        request(single_line=True, suffix="", max_tokens=8,
-                sampling=SamplingParams(logit_bias=((letter, 30.0), (newline, 20.0))))
-    )
-    assert "\n" not in result.text
-    if result.stop_reason == "newline":
-        assert result.text.strip()
+def test_single_line_stops_at_the_first_newline_after_content() -> None:
+    # StarCoder2's pre-tokenizer never puts code and a line end in one token, so the rule is
+    # checked on the streamed pieces themselves; the engine test below drives it for real.
+    text, reason = "", None
+    for piece in ("  ", "x", " = 1", "\n", "y"):
+        text, _shown, reason = Engine._apply_text_stops(text, piece, request(single_line=True))
+        if reason is not None:
+            break
+    assert (text, reason) == ("  x = 1", "newline")
+
+
+def test_single_line_skips_newlines_before_any_content(engine: Engine) -> None:
+    (newline,) = engine.tokenize("\n")
+    result = engine.complete(request(single_line=True, suffix="", max_tokens=5, sampling=forced(newline)))
+    assert result.stop_reason == "max_tokens"
+    assert result.text == "\n" * 5
 
 
 def test_utf8_split_across_tokens_streams_whole_characters(engine: Engine) -> None:
     text = "naïve → 世界 🚀 ok"
     tokens = engine.tokenize(text)
-    assert len(tokens) > len(text.encode()) // 2  # byte-level: many characters span tokens
+    def is_whole_utf8(token: int) -> bool:
+        try:
+            engine.token_bytes(token).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    assert not all(is_whole_utf8(t) for t in tokens)  # byte-level BPE: some characters span tokens
     stream = Utf8Stream()
     pieces = [stream.feed(engine.token_bytes(t)) for t in tokens] + [stream.flush()]
     assert "".join(pieces) == text
@@ -110,11 +122,33 @@ def test_greedy_is_deterministic_across_engines(tiny_model: Path, engine: Engine
     assert first.tokens == second.tokens and first.text == second.text
 
 
-def test_seeded_sampling_is_deterministic(engine: Engine) -> None:
+def test_seeded_sampling_from_a_cold_cache_is_repeatable(engine: Engine) -> None:
+    """The promise (README, "Determinism"): same request, same seed, cold cache -> same output."""
     params = SamplingParams(temperature=1.5, top_k=200, top_p=1.0, seed=7)
     a = engine.complete(request(suffix="", max_tokens=20, sampling=params))
+    engine.reset_cache()
     b = engine.complete(request(suffix="", max_tokens=20, sampling=params))
+    assert a.stats.cached_tokens == 0 and b.stats.cached_tokens == 0
     assert a.tokens == b.tokens
+
+
+def test_a_cached_request_evaluates_the_same_ids_at_the_same_positions(engine: Engine) -> None:
+    """Served from the KV cache, a request sees exactly the cold run's token ids and positions.
+
+    Its sampled output is *not* compared: the last prompt token's logits come from a batch of
+    one instead of a batch of N, and CPU kernels may differ in the last bits between the two
+    (AVX-512 here, not AVX2), which near-uniform sampling turns into another token.
+    """
+    params = SamplingParams(temperature=1.5, top_k=200, top_p=1.0, seed=7)
+    cold = engine.complete(request(suffix="", max_tokens=20, sampling=params))
+    n_prompt = cold.stats.prompt_tokens
+    engine.reset_cache()
+    engine.complete(request(suffix="", max_tokens=1, sampling=params))  # warm the cache with the prompt
+    cached = engine.complete(request(suffix="", max_tokens=20, sampling=params))
+    assert cached.prompt.tokens == cold.prompt.tokens
+    assert cached.stats.cached_tokens == n_prompt - 1  # all but the last, which runs for its logits
+    assert engine.kv_tokens[:n_prompt] == tuple(cold.prompt.tokens)
+    assert len(cached.tokens) == cached.stats.generated_tokens > 0
 
 
 def test_cancel_during_generation_takes_effect_within_one_token(engine: Engine) -> None:

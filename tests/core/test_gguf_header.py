@@ -52,7 +52,7 @@ def malformed_files(tiny: bytes) -> list[tuple[str, bytes, type[ModelFileError],
         ("cut in metadata", tiny[:header_end], TruncatedModelError, "truncated"),
         ("cut in tensor infos", tiny[: len(tiny) // 3], TruncatedModelError, "truncated"),
         ("cut in data", tiny[: len(tiny) - 4096], TruncatedModelError, "truncated: "),
-        ("cut by one byte", tiny[:-1], TruncatedModelError, "of 846 kB"),
+        ("cut by one byte", tiny[:-1], TruncatedModelError, "of 8.2 MB"),
     ]
     return cases
 

@@ -201,7 +201,7 @@ def test_a_bad_model_gets_a_message_and_the_text_survives(qtbot, window: MainWin
     with qtbot.waitSignal(window.client.worker.model_failed, timeout=10_000) as blocker:
         window.load_model(str(bad))
     qtbot.waitUntil(lambda: bool(window.warnings), timeout=5_000)
-    assert "corrupt" in blocker.args[0] or "truncated" in blocker.args[0]
+    assert blocker.args[0].startswith("corrupt GGUF header: it claims 18,446,744,073,709,551,615 metadata entries")
     assert window.warnings and window.warnings[-1] == blocker.args[0]
     assert window.editor.toPlainText() == "precious text"
     assert window.model_info is not None  # the previous model still works
@@ -293,16 +293,33 @@ def test_preferences_apply_and_reload_on_context_change(qtbot, window: MainWindo
     assert blocker.args[1].stats.generated_tokens <= 7
 
 
-def test_recovery_file_restores_unsaved_text(qtbot, window: MainWindow) -> None:
-    from app.gui.main_window import recovery_path
+def test_recovery_record_restores_unsaved_text(qtbot, tmp_path: Path) -> None:
+    from app.core.recovery import RecoveryStore
 
-    window.settings.auto_complete = False
-    put_caret(window, len(SOURCE))
-    qtbot.keyClicks(window.editor, "unsaved work")
-    window.write_recovery()
-    assert recovery_path().is_file()
-    other = MainWindow(Settings())
-    assert other.restore_recovery()
-    assert other.editor.toPlainText() == SOURCE + "unsaved work"
+    first = MainWindow(Settings(auto_complete=False), recovery=RecoveryStore(tmp_path), recovery_interval_ms=50)
+    first.stack.setCurrentWidget(first.editor)
+    qtbot.keyClicks(first.editor, "unsaved work")
+    qtbot.waitUntil(first.recovery.session.has_records, timeout=5_000)  # written by the window's timer
+    other = MainWindow(Settings(), recovery=RecoveryStore(tmp_path))
+    assert other.recovery.scan().candidates == ()  # the first window is alive: its text is its own
+    first.recovery.close()  # its instance stops without saving: the lock goes, the record stays
+    (candidate,) = other.recovery.scan().candidates
+    assert other.adopt_recovery(candidate)
+    assert other.editor.toPlainText() == "unsaved work"
     assert other.editor.document().isModified()
+    assert other.recovery.session.has_records() and not candidate.source.exists()  # handed over
+    dispose(first)
     dispose(other)
+
+
+def test_saving_removes_the_recovery_record(qtbot, tmp_path: Path) -> None:
+    from app.core.recovery import RecoveryStore
+
+    win = MainWindow(Settings(auto_complete=False), recovery=RecoveryStore(tmp_path / "recovery"))
+    win.stack.setCurrentWidget(win.editor)
+    qtbot.keyClicks(win.editor, "keep me")
+    assert win.write_recovery() and win.recovery.session.has_records()
+    assert win._write(tmp_path / "saved.py")
+    assert not win.recovery.session.has_records()
+    dispose(win)
+    assert list((tmp_path / "recovery" / "sessions").iterdir()) == []  # a clean close leaves nothing

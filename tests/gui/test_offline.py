@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
 
+from app.core.engine import CompletionRequest, Engine, SamplingParams
 from app.gui.main_window import MainWindow
 from app.gui.settings import Settings
 
 
-def test_editing_and_completing_attempts_no_connection(qtbot, tiny_model: Path, monkeypatch) -> None:
+def test_editing_and_completing_attempts_no_connection(qtbot, tiny_model: Path, engine: Engine, monkeypatch) -> None:
     attempts: list[object] = []
 
     def refuse(*args: object, **_kwargs: object) -> None:
@@ -25,6 +27,15 @@ def test_editing_and_completing_attempts_no_connection(qtbot, tiny_model: Path, 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
     win = MainWindow(Settings(n_ctx=2048, debounce_ms=30, max_tokens=8, threads=2))
+    build_request = win.build_request
+
+    x = engine.tokenize("x")[0]
+
+    def request_that_writes_x() -> CompletionRequest:
+        # Random weights may well end a completion at once; forcing "x" makes a ghost appear every time.
+        return dataclasses.replace(build_request(), sampling=SamplingParams(logit_bias=((x, 1000.0),)))
+
+    monkeypatch.setattr(win, "build_request", request_that_writes_x)
     win.show()
     with qtbot.waitSignal(win.client.worker.model_loaded, timeout=20_000):
         win.load_model(str(tiny_model))
@@ -33,9 +44,11 @@ def test_editing_and_completing_attempts_no_connection(qtbot, tiny_model: Path, 
     for text in ("def f(x):", "    return x"):
         with qtbot.waitSignal(win.client.worker.completion_finished, timeout=15_000):
             qtbot.keyClicks(win.editor, text)
-        qtbot.waitUntil(lambda: win.editor.ghost is not None or win.status.state_label.text().startswith("● idle"))
-        if win.editor.ghost is not None:
-            qtbot.keyClick(win.editor, Qt.Key.Key_Tab)
+        qtbot.waitUntil(lambda: win.editor.ghost is not None)
+        ghost = win.editor.ghost
+        assert ghost is not None and set(ghost.text) == {"x"}
+        qtbot.keyClick(win.editor, Qt.Key.Key_Tab)
+        assert win.editor.toPlainText()[ghost.position : ghost.position + len(ghost.text)] == ghost.text
     win.editor.document().setModified(False)
     win.close()
     assert attempts == []
