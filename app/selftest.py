@@ -35,7 +35,7 @@ TIMEOUT_S = 120
 class _Probe(QObject):
     """Collects the worker's answers on the GUI thread (Qt queues them here)."""
 
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, window: MainWindow) -> None:
         super().__init__()
         self.window = window
         self.outcome: dict[str, object] = {}
@@ -78,7 +78,8 @@ def run_self_test(model: str) -> int:
     from app.gui.settings import Settings
 
     started = time.perf_counter()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     # Its own throw-away recovery folder: a self-test killed mid-run must not leave its sample
     # text to be offered as the user's at the next start.
     recovery_dir = tempfile.mkdtemp(prefix="starpad-selftest-")
@@ -144,4 +145,7 @@ def _import_optional_parts() -> str:
         except importlib.metadata.PackageNotFoundError:  # frozen without dist-info
             return "bundled"
 
-    return f"comparison chart (pyqtgraph {version('pyqtgraph')}), downloads (huggingface-hub {version('huggingface-hub')})"
+    return (
+        f"comparison chart (pyqtgraph {version('pyqtgraph')}), "
+        f"downloads (huggingface-hub {version('huggingface-hub')})"
+    )

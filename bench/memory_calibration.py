@@ -13,6 +13,7 @@ import argparse
 import json
 import subprocess
 import sys
+from typing import Any
 from pathlib import Path
 
 
@@ -25,7 +26,7 @@ def _proc_status() -> dict[str, int]:
     return fields
 
 
-def measure_in_this_process(model: str, n_ctx: int, use_mmap: bool) -> dict[str, object]:
+def measure_in_this_process(model: str, n_ctx: int, use_mmap: bool) -> dict[str, Any]:
     import time
 
     from app.core.engine import CompletionRequest, Engine, EngineConfig
@@ -51,7 +52,7 @@ def predict(model: str, n_ctx: int, use_mmap: bool, baseline: int) -> dict[str, 
     return {"total": need.total_bytes, "reclaimable": need.reclaimable_bytes, "kv": need.kv_bytes}
 
 
-def calibrate(model: str, n_ctx: int, use_mmap: bool) -> dict[str, object]:
+def calibrate(model: str, n_ctx: int, use_mmap: bool) -> dict[str, Any]:
     """Load ``model`` in a fresh process and compare its RSS with the estimator.
 
     Two predictions: with the measured RSS before loading as the base (what llama.cpp

@@ -54,12 +54,14 @@ def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
             continue
         worst = max(run["ratio_to_cold"].values())
         lines.append(f"| Re-completion TTFT / cold, Starpad {run['layout'].upper()} (worse of +1 and +5 chars) | "
-                     f"{worst:.4f} | ≤ {TARGETS['retype_ttft_ratio']} | {_verdict(worst <= TARGETS['retype_ttft_ratio'])} |")
+                     f"{worst:.4f} | ≤ {TARGETS['retype_ttft_ratio']} | "
+                     f"{_verdict(worst <= TARGETS['retype_ttft_ratio'])} |")
     for name, stall in s["max_stall_ms"].items():
         lines.append(f"| Longest UI stall: {name} | {stall:.0f} ms | ≤ {TARGETS['max_stall_ms']:.0f} ms | "
                      f"{_verdict(stall <= TARGETS['max_stall_ms'])} |")
     rss = s["rss_error_pct"]
-    lines.append(f"| RSS vs fit estimate (worst of 4K, 16K) | {_fmt(rss, '.1f')} % | ≤ {TARGETS['rss_error_pct']:.0f} % | "
+    lines.append(f"| RSS vs fit estimate (worst of 4K, 16K) | {_fmt(rss, '.1f')} % | "
+                 f"≤ {TARGETS['rss_error_pct']:.0f} % | "
                  f"{_verdict(None if rss is None else rss <= TARGETS['rss_error_pct'])} |")
     bw = results.get("bandwidth", {})
     lines.append(f"| Generation / bandwidth limit | {_fmt(s['bandwidth_fraction'], '.2f')} | (reported) | |")
@@ -68,7 +70,8 @@ def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
         lines += ["", f"## Speed vs llama.cpp ({ref}, {over['n_prompt']}-token prompt, {over['n_gen']} generated, "
                   f"{len(over['starpad'])} alternating rounds, medians)", "",
                   "| | prompt tok/s | generation tok/s |", "|---|---|---|",
-                  f"| Starpad engine | {over['starpad_median']['pp_tps']:.2f} | {over['starpad_median']['tg_tps']:.2f} |",
+                  f"| Starpad engine | {over['starpad_median']['pp_tps']:.2f} | "
+                  f"{over['starpad_median']['tg_tps']:.2f} |",
                   f"| {ref} | {over['llama_cpp_median']['pp_tps']:.2f} | {over['llama_cpp_median']['tg_tps']:.2f} |"]
     if retype_runs:
         rt = results["retype"]
@@ -89,7 +92,10 @@ def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
     if ui:
         lines += ["", f"## UI smoothness (heartbeat every {results['ui']['heartbeat_ms']} ms on the GUI thread)", "",
                   "| Scenario | duration | longest gap | 99th percentile gap |", "|---|---|---|---|"]
-        lines += [f"| {n} | {p['seconds']:.1f} s | {p['max_gap_ms']:.0f} ms | {p['p99_gap_ms']:.0f} ms |" for n, p in ui.items()]
+        lines += [
+            f"| {n} | {p['seconds']:.1f} s | {p['max_gap_ms']:.0f} ms | {p['p99_gap_ms']:.0f} ms |"
+            for n, p in ui.items()
+        ]
     memory = results.get("memory")
     if isinstance(memory, list):
         lines += ["", "## Memory after load (fresh process each, no mmap)", "",
@@ -97,8 +103,9 @@ def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
                   "|---|---|---|---|---|---|"]
         for run in memory:
             lines.append(
-                f"| {run['n_ctx']:,} | {format_bytes(run['loaded']['VmRSS'])} | {format_bytes(run['predicted']['total'])} | "
-                f"{run['error_pct']:+.1f} % | {format_bytes(run['predicted_app']['total'])} | {run['error_pct_app']:+.1f} % |")
+                f"| {run['n_ctx']:,} | {format_bytes(run['loaded']['VmRSS'])} | "
+                f"{format_bytes(run['predicted']['total'])} | {run['error_pct']:+.1f} % | "
+                f"{format_bytes(run['predicted_app']['total'])} | {run['error_pct_app']:+.1f} % |")
     if "bytes_per_s" in bw:
         lines += ["", "## Bandwidth limit", "",
                   f"Read bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s ({bw['threads']} threads, {bw['method']}) ÷ "
@@ -133,7 +140,7 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         for ax, key, title in ((axes[0], "pp_tps", f"prompt ({over['n_prompt']} tokens)"),
                                (axes[1], "tg_tps", f"generation ({over['n_gen']} tokens)")):
             sides = (("Starpad", over["starpad"], "#3b7dd8"), (over["reference"], over["llama_cpp"], "#999999"))
-            for i, (label, runs, colour) in enumerate(sides):
+            for i, (_label, runs, colour) in enumerate(sides):
                 values = [r[key] for r in runs]
                 ax.bar(i, statistics.median(values), color=colour, width=0.6)
                 ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
@@ -173,7 +180,7 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
     if isinstance(memory, list) and memory:
         fig, ax = plt.subplots(figsize=(6, 3.2))
         labels = [f"{m['n_ctx'] // 1024}K" for m in memory]
-        xs = range(len(memory))
+        xs = list(range(len(memory)))
         ax.bar([x - 0.2 for x in xs], [m["loaded"]["VmRSS"] / 1e9 for m in memory], 0.4, label="measured RSS")
         ax.bar([x + 0.2 for x in xs], [m["predicted"]["total"] / 1e9 for m in memory], 0.4, label="estimate")
         ax.set_xticks(list(xs), labels)

@@ -18,6 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.core.engine import CompletionRequest, Engine, EngineConfig
 from app.core.fim import Layout
@@ -56,7 +57,9 @@ def _edits(doc: FimDocument) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------ Starpad
-def starpad_runs(model: Path, threads: int, n_ctx: int, n_before: int, n_after: int) -> tuple[list[RetypeRun], FimDocument]:
+def starpad_runs(
+    model: Path, threads: int, n_ctx: int, n_before: int, n_after: int
+) -> tuple[list[RetypeRun], FimDocument]:
     engine = Engine()
     engine.load(model, EngineConfig(n_ctx=n_ctx, n_threads=threads))
     runs = []
@@ -66,8 +69,9 @@ def starpad_runs(model: Path, threads: int, n_ctx: int, n_before: int, n_after: 
         for layout in (Layout.SPM, Layout.PSM):
             engine.reset_cache()
             run = None
-            for step, (prefix, suffix) in zip(STEPS, _edits(doc)):
-                result = engine.complete(CompletionRequest(prefix=prefix, suffix=suffix, layout=layout, max_tokens=N_PREDICT))
+            for step, (prefix, suffix) in zip(STEPS, _edits(doc), strict=True):
+                request = CompletionRequest(prefix=prefix, suffix=suffix, layout=layout, max_tokens=N_PREDICT)
+                result = engine.complete(request)
                 stats = result.stats
                 run = run or RetypeRun("starpad", layout.value, stats.prompt_tokens)
                 run.ttft_ms[step] = stats.ttft_ms
@@ -119,7 +123,7 @@ class LlamaServer:
             time.sleep(0.2)
         raise TimeoutError("llama-server did not become ready")
 
-    def infill(self, prefix: str, suffix: str) -> tuple[float, dict[str, object]]:
+    def infill(self, prefix: str, suffix: str) -> tuple[float, dict[str, Any]]:
         """Time to the first streamed token (client side, like the editor sees it) and the
         server's own timings."""
         body = json.dumps({
@@ -167,7 +171,7 @@ def server_runs(binary: Path, model: Path, threads: int, n_ctx: int, doc: FimDoc
         try:
             server.wait_ready()
             run = None
-            for step, (prefix, suffix) in zip(STEPS, _edits(doc)):
+            for step, (prefix, suffix) in zip(STEPS, _edits(doc), strict=True):
                 ttft, timings = server.infill(prefix, suffix)
                 n_prompt = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
                 run = run or RetypeRun("llama-server", layout.value, n_prompt)

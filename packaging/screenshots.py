@@ -87,7 +87,8 @@ def main() -> int:
         from app.gui.compare_window import CompareWindow
 
         quants = [model] + [
-            quantize(model, out_dir / f"{model.stem}-requant-{q}.gguf", q, allow_requantize=True) for q in ("Q4_0", "Q2_K")
+            quantize(model, out_dir / f"{model.stem}-requant-{q}.gguf", q, allow_requantize=True)
+            for q in ("Q4_0", "Q2_K")
         ]
         window.set_dark_theme(False)
         compare = CompareWindow(DEMO, DEMO_SUFFIX)
@@ -124,7 +125,8 @@ def main() -> int:
         def wait() -> None:
             if window.editor.ghost is not None and window.status.state_label.text().startswith("● idle"):
                 if inspector and window._last_result:
-                    window.inspector.show_prompt(window._last_result[0].prompt, window._last_result[0].stats, window._last_result[1])
+                    result, token_texts = window._last_result
+                    window.inspector.show_prompt(result.prompt, result.stats, token_texts)
                 QTimer.singleShot(400, lambda: (shoot(name), run(index + 1)))
             else:
                 QTimer.singleShot(200, wait)

@@ -27,7 +27,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def engine(tiny_model: Path) -> Iterator["Engine"]:  # noqa: F821
+def engine(tiny_model: Path) -> Iterator[Engine]:  # noqa: F821
     from app.core.engine import Engine, EngineConfig
 
     eng = Engine()

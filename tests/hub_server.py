@@ -58,7 +58,7 @@ class FakeHub:
         self.repos.setdefault(repo, {})[filename] = entry
         return entry
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self._thread.start()
         return self
 

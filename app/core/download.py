@@ -248,7 +248,9 @@ class HubDownloader:
         refs = self._repo_dir(remote.repo_id) / "refs"
         refs.mkdir(parents=True, exist_ok=True)
         (refs / revision).write_text(remote.commit)
-        log.info("downloaded %s (%s, sha256 %s)", filename, format_bytes(remote.size), "verified" if want_sha else "unknown")
+        log.info(
+            "downloaded %s (%s, sha256 %s)", filename, format_bytes(remote.size), "verified" if want_sha else "unknown"
+        )
         return final
 
     def _transfer(
@@ -256,7 +258,7 @@ class HubDownloader:
         remote: RemoteFile,
         partial: Path,
         have: int,
-        hasher: "hashlib._Hash",
+        hasher: hashlib._Hash,
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
     ) -> int:
@@ -318,7 +320,7 @@ class _Restart(Exception):
     """The partial file cannot be continued; start from byte 0."""
 
 
-def _hash_file(path: Path) -> "hashlib._Hash":
+def _hash_file(path: Path) -> hashlib._Hash:
     hasher = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(CHUNK_BYTES), b""):

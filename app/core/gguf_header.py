@@ -32,7 +32,9 @@ MAX_DIMS = 4
 KEPT_ARRAYS = frozenset({"tokenizer.ggml.tokens"})
 
 # GGUF metadata value types.
-_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS: dict[int, str] = {
+    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -207,7 +209,8 @@ def _parse(path: Path, buf: mmap.mmap, size: int) -> GGUFHeader:
     n_kv = cur.unpack("<Q", "metadata count")
     # Counts beyond any real model mean corruption; plausible counts that the file is too
     # short to hold mean it was cut (each entry needs >= 14 bytes, each tensor info >= 24).
-    for count, limit, min_bytes, what in ((n_kv, MAX_KV, 14, "metadata entries"), (n_tensors, MAX_TENSORS, 24, "tensors")):
+    checks = ((n_kv, MAX_KV, 14, "metadata entries"), (n_tensors, MAX_TENSORS, 24, "tensors"))
+    for count, limit, min_bytes, what in checks:
         if count > limit:
             raise CorruptModelError(f"corrupt GGUF header: it claims {count:,} {what} in a {format_bytes(size)} file")
         if count * min_bytes > size:

@@ -18,7 +18,7 @@ class Ghost:
     position: int
     text: str
 
-    def after_typing(self, typed: str) -> "Ghost | None":
+    def after_typing(self, typed: str) -> Ghost | None:
         """Typing what the ghost shows consumes it; anything else drops it."""
         if typed and self.text.startswith(typed) and len(typed) < len(self.text):
             return Ghost(self.position + len(typed), self.text[len(typed) :])
@@ -38,6 +38,6 @@ class Ghost:
             return self.text if second == -1 else self.text[:second]
         return self.text[: newline + 1]
 
-    def without_prefix(self, accepted: str) -> "Ghost | None":
+    def without_prefix(self, accepted: str) -> Ghost | None:
         rest = self.text[len(accepted) :]
         return Ghost(self.position + len(accepted), rest) if rest else None

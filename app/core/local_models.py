@@ -36,8 +36,8 @@ def find_local_models(extra_dirs: tuple[Path, ...] = ()) -> list[LocalModel]:
     cache = hf_cache_dir()
     if cache.is_dir():
         for repo_dir in cache.glob("models--*"):
-            repo_id = repo_dir.name.removeprefix("models--").replace("--", "/")
-            candidates += [(p, repo_id) for p in repo_dir.glob("snapshots/*/**/*.gguf")]
+            repo_name = repo_dir.name.removeprefix("models--").replace("--", "/")
+            candidates += [(p, repo_name) for p in repo_dir.glob("snapshots/*/**/*.gguf")]
     for folder in (user_models_dir(), *extra_dirs):
         if folder.is_dir():
             candidates += [(p, None) for p in folder.rglob("*.gguf")]

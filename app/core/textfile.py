@@ -452,6 +452,22 @@ def legacy_candidates(raw: bytes, guess: str) -> tuple[str, ...]:
     return tuple(sorted(fitting, key=lambda e: -scores[e]))  # stable: ties keep the order above
 
 
+def encoding_choices(raw: bytes) -> list[tuple[str, str]]:
+    """(encoding, sample) for every encoding Starpad offers that holds ``raw`` exactly.
+
+    For "Reopen with encoding": the person corrects a guess that read plausibly but wrong.
+    """
+    choices = []
+    wide = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be") if b"\0" in raw else ()  # else: garbage CJK
+    for encoding in ("utf-8", *wide, *LEGACY_ENCODINGS):
+        try:
+            decode_bytes(raw, encoding)
+        except (TextFileError, LookupError):
+            continue
+        choices.append((encoding, _sample(raw, encoding)))
+    return choices
+
+
 def decode_bytes(raw: bytes, encoding: str | None = None, *, name: str = "the file") -> tuple[str, TextFormat]:
     """Decode a whole file: (text with ``\\n`` line breaks, its format).
 
@@ -623,7 +639,11 @@ def _is_read_only(target: Path, info: os.stat_result) -> bool:
     """Read-only for this person: no write permission (for root: no write bit at all)."""
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return not info.st_mode & 0o222
-    return not os.access(target, os.W_OK)
+    return not _is_writable(target)
+
+
+def _is_writable(path: Path) -> bool:
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
 
 
 def _can_recreate(info: os.stat_result) -> bool:
@@ -719,7 +739,7 @@ def _write_in_place(target: Path, data: bytes, info: os.stat_result, *, make_wri
     mode = stat.S_IMODE(info.st_mode)
     chmodded = False
     try:
-        if make_writable and not mode & stat.S_IWUSR and not os.access(target, os.W_OK):
+        if make_writable and not mode & stat.S_IWUSR and not _is_writable(target):
             os.chmod(target, mode | stat.S_IWUSR)  # owner only, for the moment of the write
             chmodded = True
         fd = os.open(target, os.O_WRONLY | getattr(os, "O_BINARY", 0))
@@ -776,7 +796,7 @@ def write_file_bytes(path: Path, data: bytes, *, overwrite_readonly: bool = Fals
         try:
             _replace_atomically(target, data, info)
         except PermissionError:
-            if not os.access(target.parent, os.W_OK) and os.access(target, os.W_OK):
+            if not _is_writable(target.parent) and _is_writable(target):
                 # No new files allowed in this folder, but the file itself is writable.
                 _write_in_place(target, data, info, make_writable=False)
             else:
@@ -843,6 +863,7 @@ __all__ = [
     "check_disk",
     "decode_bytes",
     "encode_text",
+    "encoding_choices",
     "encoding_display_name",
     "fingerprint_of",
     "has_changed_on_disk",

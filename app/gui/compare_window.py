@@ -103,7 +103,8 @@ class CompareWindow(QWidget):
         self.source_box.addItem("Pasted prefix and suffix", "pasted")
         self.prefix_edit = QPlainTextEdit(prefix)
         self.suffix_edit = QPlainTextEdit(suffix)
-        for edit, hint in ((self.prefix_edit, "prefix (before the caret)"), (self.suffix_edit, "suffix (after the caret)")):
+        hints = ((self.prefix_edit, "prefix (before the caret)"), (self.suffix_edit, "suffix (after the caret)"))
+        for edit, hint in hints:
             edit.setPlaceholderText(hint)
             edit.setEnabled(False)
         self.run_button = QPushButton("Run")
@@ -283,7 +284,8 @@ class CompareWindow(QWidget):
 
     def _show_outputs(self, report: ComparisonReport) -> None:
         while self.outputs_layout.count():
-            widget = self.outputs_layout.takeAt(0).widget()
+            item = self.outputs_layout.takeAt(0)
+            widget = item.widget() if item is not None else None
             if widget is not None:
                 widget.deleteLater()
         reference = next(r for r in report.results if r.model == report.reference)

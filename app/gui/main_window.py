@@ -47,6 +47,7 @@ from app.core.textfile import (
     TextFormat,
     atomic_write_bytes,
     check_disk,
+    encoding_choices,
     encoding_display_name,
     read_text_file,
     save_text_file,
@@ -186,6 +187,7 @@ class MainWindow(QMainWindow):
         self.act_new = file_menu.addAction("&New", QKeySequence.StandardKey.New, self.new_file)
         self.act_open = file_menu.addAction("&Open…", QKeySequence.StandardKey.Open, self.open_file_dialog)
         self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.act_reopen_encoding = file_menu.addAction("Reopen with &Encoding…", self.reopen_with_encoding)
         self.act_save = file_menu.addAction("&Save", QKeySequence.StandardKey.Save, self.save)
         self.act_save_as = file_menu.addAction("Save &As…", QKeySequence.StandardKey.SaveAs, self.save_as)
         file_menu.addSeparator()
@@ -316,8 +318,7 @@ class MainWindow(QMainWindow):
     def open_comparison(self) -> None:
         from app.gui.compare_window import CompareWindow
 
-        self.editor.finish_loading()
-        text = self.editor.toPlainText()
+        text = self.editor.document_text()
         position = self.editor.textCursor().position()
         current = str(self.model_info.path) if self.model_info else None
         self.compare_window = CompareWindow(text[:position], text[position:], current, self)
@@ -414,7 +415,7 @@ class MainWindow(QMainWindow):
 
     def build_request(self) -> CompletionRequest:
         cursor = self.editor.textCursor()
-        text = self.editor.toPlainText()
+        text = self.editor.document_text()  # exact: U+00A0 stays U+00A0 (toPlainText makes it a space)
         position = cursor.position()
         s = self.settings
         layout = Layout(s.layout)
@@ -549,7 +550,7 @@ class MainWindow(QMainWindow):
             return
         self.editor.setPlainText("")
         self.current_path = None
-        self._set_file_state(TextFormat.default(), None)
+        self.set_file_state(TextFormat.default(), None)
         self.editor.document().setModified(False)
         self.stack.setCurrentWidget(self.editor)
         self._update_title()
@@ -593,7 +594,7 @@ class MainWindow(QMainWindow):
         finally:
             self._replacing_text = False
         self.current_path = path
-        self._set_file_state(loaded.format, loaded.fingerprint)
+        self.set_file_state(loaded.format, loaded.fingerprint)
         if loaded.format.note:
             self.statusBar().showMessage(loaded.format.note, 15000)
         self.stack.setCurrentWidget(self.editor)
@@ -621,11 +622,36 @@ class MainWindow(QMainWindow):
         )
         return error.candidates[items.index(item)] if ok and item in items else None
 
-    def _set_file_state(self, fmt: TextFormat, fingerprint: Fingerprint | None) -> None:
+    def reopen_with_encoding(self) -> bool:
+        """Read the open file again in an encoding the person picks (a plausible but wrong guess)."""
+        path = self.current_path
+        if path is None:
+            self.statusBar().showMessage("Open a file first.", 4000)
+            return False
+        if not self.maybe_save():
+            return False
+        try:
+            choices = encoding_choices(path.read_bytes())
+        except OSError as exc:
+            self._file_error(f"cannot open {path}: {exc.strerror or exc}")
+            return False
+        items = [f"{encoding_display_name(encoding)}:  {sample}" for encoding, sample in choices]
+        current = next((i for i, (e, _s) in enumerate(choices) if e == self.file_format.encoding), 0)
+        item, ok = QInputDialog.getItem(self, "Reopen with encoding", f"Read {path.name} as:", items, current, False)
+        if not ok or item not in items:
+            return False
+        return self.open_file(path, choices[items.index(item)][0])
+
+    def set_file_state(self, fmt: TextFormat, fingerprint: Fingerprint | None) -> None:
+        """How the open file is stored and which version of it the text is based on.
+
+        Recovery restores these with the text, so a recovered CRLF file is saved as CRLF and
+        a save still notices a newer file on disk.
+        """
         self.file_format = fmt
         self.disk_fingerprint = fingerprint
         self._disk_notice = None
-        self.status.set_file_format(fmt.label, fmt.note or "")
+        self.status.set_file_format(fmt.label if self.current_path else "", fmt.note or "")
 
     def _is_current_file(self, path: Path) -> bool:
         if self.current_path is None:
@@ -675,44 +701,18 @@ class MainWindow(QMainWindow):
                 "Overwrite it with your text?",
             ):
                 return False
-        overwrite_readonly = False
-        while True:
-            try:
-                fingerprint = save_text_file(path, text, fmt, overwrite_readonly=overwrite_readonly, expected=expected)
-                break
-            except FileChangedOnDiskError:
-                if not self._ask(
-                    "File changed on disk",
-                    f"{path.name} was changed by another program since Starpad opened or saved it.\n\n"
-                    "Overwrite it with your text? Its other changes would be lost. "
-                    "(No: nothing is written and your text stays here.)",
-                ):
-                    return False
-                expected = None
-            except ReadOnlyFileError:
-                if not self._ask(
-                    "Overwrite read-only file?",
-                    f"{path.name} is read-only.\n\nOverwrite it anyway? It stays read-only afterwards.",
-                ):
-                    return False
-                overwrite_readonly = True
-            except UnencodableTextError as exc:
-                if fmt.encoding == "utf-8" or not self._ask(
-                    f"Cannot save in {encoding_display_name(fmt.encoding)}",
-                    f"{exc}\n\nSave {path.name} as UTF-8 instead? (No: nothing is written and your text stays here.)",
-                ):
-                    if fmt.encoding == "utf-8":
-                        QMessageBox.critical(self, "Could not save", f"{exc} Your text is still here.")
-                    return False
-                fmt = fmt.with_encoding("utf-8")
-            except (TextFileError, OSError) as exc:
-                reason = str(exc) if isinstance(exc, TextFileError) else f"{path}: {exc.strerror or exc}"
-                QMessageBox.critical(self, "Could not save", f"{reason}. Your text is still here.")
-                return False
+        self._disk_check_busy = True  # no reload question from a focus change amid these questions
+        try:
+            saved = self._save_asking(path, text, fmt, expected)
+        finally:
+            self._disk_check_busy = False
+        if saved is None:
+            return False
+        fingerprint, fmt = saved
         before = self.file_format
         new_format = saved_format(text, fmt)
         self.current_path = path
-        self._set_file_state(new_format, fingerprint)
+        self.set_file_state(new_format, fingerprint)
         if new_format.encoding != before.encoding or (before.mixed is not None and new_format.mixed is None):
             self.statusBar().showMessage(f"Saved as {new_format.label}.", 8000)
         self.editor.document().setModified(False)
@@ -720,6 +720,57 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._drop_recovery_record()
         return True
+
+    def _save_asking(
+        self, path: Path, text: str, fmt: TextFormat, expected: Fingerprint | None
+    ) -> tuple[Fingerprint, TextFormat] | None:
+        """Save, asking where something could be lost; (fingerprint, format used) or None."""
+        overwrite_readonly = False
+        while True:
+            try:
+                return save_text_file(path, text, fmt, overwrite_readonly=overwrite_readonly, expected=expected), fmt
+            except FileChangedOnDiskError:
+                self._disk_notice = self._notice_for(path)  # asked about this change: not again on focus
+                if not self._ask(
+                    "File changed on disk",
+                    f"{path.name} was changed by another program since Starpad opened or saved it.\n\n"
+                    "Overwrite it with your text? Its other changes would be lost. "
+                    "(No: nothing is written and your text stays here.)",
+                ):
+                    return None
+                expected = None
+            except ReadOnlyFileError:
+                if not self._ask(
+                    "Overwrite read-only file?",
+                    f"{path.name} is read-only.\n\nOverwrite it anyway? It stays read-only afterwards.",
+                ):
+                    return None
+                overwrite_readonly = True
+            except UnencodableTextError as exc:
+                if fmt.encoding == "utf-8":  # only a lone surrogate gets here
+                    QMessageBox.critical(self, "Could not save", f"{exc} Your text is still here.")
+                    return None
+                if not self._ask(
+                    f"Cannot save in {encoding_display_name(fmt.encoding)}",
+                    f"{exc}\n\nSave {path.name} as UTF-8 instead? (No: nothing is written and your text stays here.)",
+                ):
+                    return None
+                fmt = fmt.with_encoding("utf-8")
+            except (TextFileError, OSError) as exc:
+                reason = str(exc) if isinstance(exc, TextFileError) else f"{path}: {exc.strerror or exc}"
+                QMessageBox.critical(self, "Could not save", f"{reason}. Your text is still here.")
+                return None
+
+    @staticmethod
+    def _notice_for(path: Path) -> tuple[DiskState, int, int] | None:
+        """Identifies one change on disk (state, mtime, size), to ask about it once."""
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return (DiskState.DELETED, 0, 0)
+        except OSError:
+            return None
+        return (DiskState.MODIFIED, info.st_mtime_ns, info.st_size)
 
     # ------------------------------------------------------------ recovery
     def _on_recovery_dirty(self) -> None:
@@ -802,7 +853,7 @@ class MainWindow(QMainWindow):
         finally:
             self._replacing_text = False
         self.current_path = candidate.original_path
-        self._set_file_state(*self._recovered_file_state(candidate))
+        self.set_file_state(*self._recovered_file_state(candidate))
         self.editor.document().setModified(True)
         cursor = self.editor.textCursor()
         cursor.setPosition(max(0, min(candidate.caret, self.editor.document().characterCount() - 1)))
@@ -848,7 +899,7 @@ class MainWindow(QMainWindow):
         if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow() and not self._closing:
             # Coming back to the window is when another program's change becomes relevant.
             # Checked after the event, since it may open a dialog.
-            QTimer.singleShot(0, self.check_disk_changes)
+            QTimer.singleShot(0, self, self.check_disk_changes)
 
     def check_disk_changes(self) -> DiskState | None:
         """Notice a change or deletion of the open file made by another program.
@@ -867,7 +918,7 @@ class MainWindow(QMainWindow):
                 self.disk_fingerprint = check.current  # touched with the same content: no more hashing
             if check.state in (DiskState.UNCHANGED, DiskState.UNREADABLE):
                 return check.state
-            notice = (check.state, *((check.current.mtime_ns, check.current.size) if check.current else (0, 0)))
+            notice = self._notice_for(path)
             if notice == self._disk_notice:
                 return check.state  # already told about this very change
             self._disk_notice = notice

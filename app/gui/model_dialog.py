@@ -148,7 +148,10 @@ class ModelDialog(QDialog):
         top.addWidget(self.memory_label, 1)
         top.addWidget(self.context_box)
         buttons = QHBoxLayout()
-        for button in (self.import_button, self.folder_button, self.refresh_button, self.reveal_button, self.delete_button):
+        file_buttons = (
+            self.import_button, self.folder_button, self.refresh_button, self.reveal_button, self.delete_button
+        )
+        for button in file_buttons:
             buttons.addWidget(button)
         buttons.addStretch(1)
         for button in (self.cancel_button, self.download_button, self.load_button):
@@ -207,7 +210,8 @@ class ModelDialog(QDialog):
         gpus = "; ".join(f"{g.name} {format_bytes(g.total_bytes)}" for g in m.gpus) or "no GPU"
         shared = " (shared with the GPU)" if m.unified else ""
         self.memory_label.setText(
-            f"<b>RAM</b> {format_bytes(m.total_bytes)} total, {format_bytes(m.available_bytes)} available{shared} · {gpus}"
+            f"<b>RAM</b> {format_bytes(m.total_bytes)} total, "
+            f"{format_bytes(m.available_bytes)} available{shared} · {gpus}"
         )
         self.report = fit_report(self.catalog, m, self.n_ctx)
         rec = self.report.recommended
@@ -233,7 +237,8 @@ class ModelDialog(QDialog):
             tip = (
                 f"{e.repo_id}/{e.filename}\n"
                 f"weights {format_bytes(need.weights_bytes)} + KV cache {format_bytes(need.kv_bytes)} "
-                f"({self.n_ctx:,} tokens) + compute {format_bytes(need.compute_bytes)} + app {format_bytes(need.overhead_bytes)}"
+                f"({self.n_ctx:,} tokens) + compute {format_bytes(need.compute_bytes)} "
+                f"+ app {format_bytes(need.overhead_bytes)}"
                 f" = {format_bytes(need.total_bytes)}\navailable: {format_bytes(m.available_bytes)}"
                 + ("" if e.size_exact else "\nfile size estimated; Refresh from Hub for the exact size and sha256")
             )
@@ -398,7 +403,8 @@ class ModelDialog(QDialog):
         path = self.local_path(entry) if entry else None
         if path is None:
             return
-        answer = QMessageBox.question(self, "Delete model", f"Delete {path.name} ({format_bytes(path.stat().st_size)})?")
+        size = format_bytes(path.stat().st_size)
+        answer = QMessageBox.question(self, "Delete model", f"Delete {path.name} ({size})?")
         if answer != QMessageBox.StandardButton.Yes:
             return
         real = path.resolve()

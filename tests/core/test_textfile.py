@@ -5,7 +5,11 @@ from __future__ import annotations
 import codecs
 import errno
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -387,3 +391,49 @@ def test_a_save_returns_the_fingerprint_of_what_is_on_disk(tmp_path: Path) -> No
     assert path.read_bytes() == b"a\r\n"
     assert check_disk(path, fingerprint, thorough=True).state is DiskState.UNCHANGED
     assert fingerprint == textfile.fingerprint_of(path)
+
+
+@contextmanager
+def as_user(uid: int) -> Iterator[None]:
+    """Act as a normal user (effective uid), the way Starpad usually runs; the suite runs as root."""
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+@pytest.fixture()
+def shared_folder() -> Iterator[Path]:
+    """A folder any user may write in (pytest's own tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="starpad-shared-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to become another user")
+def test_read_only_rules_for_a_normal_user(shared_folder: Path) -> None:
+    single = write(shared_folder / "single.txt", b"a\n")
+    linked = write(shared_folder / "linked.txt", b"a\n")
+    os.link(linked, shared_folder / "twin.txt")
+    theirs = write(shared_folder / "theirs.txt", b"root's\n")  # 0644, owned by root
+    for path in (single, linked):
+        os.chown(path, 4242, os.getegid())
+        path.chmod(0o444)
+    with as_user(4242):
+        for path in (single, linked):
+            with pytest.raises(ReadOnlyFileError):
+                save_text_file(path, "b\n", TextFormat.default())
+            save_text_file(path, "b\n", TextFormat.default(), overwrite_readonly=True)
+        with pytest.raises(ReadOnlyFileError):
+            save_text_file(theirs, "mine\n", TextFormat.default())
+        # Even when told to go ahead, another user's file is never replaced by one of ours.
+        with pytest.raises(PermissionError):
+            save_text_file(theirs, "mine\n", TextFormat.default(), overwrite_readonly=True)
+    for path in (single, linked):
+        info = path.stat()
+        assert (path.read_bytes(), stat.S_IMODE(info.st_mode), info.st_uid) == (b"b\n", 0o444, 4242)
+    assert (shared_folder / "twin.txt").read_bytes() == b"b\n" and linked.stat().st_nlink == 2
+    assert (theirs.read_bytes(), theirs.stat().st_uid) == (b"root's\n", 0)
+    assert sorted(p.name for p in shared_folder.iterdir()) == ["linked.txt", "single.txt", "theirs.txt", "twin.txt"]

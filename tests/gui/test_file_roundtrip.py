@@ -173,6 +173,30 @@ def test_an_uncertain_encoding_is_chosen_by_the_person(
     assert path.read_bytes() == data
 
 
+def test_reopen_with_another_encoding_corrects_a_wrong_guess(
+    window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = "naïve €\n".encode("cp1252")  # reads fine as Windows-1252; say it was really Latin-9
+    path = tmp_path / "l9.txt"
+    path.write_bytes(data)
+    open_in(window, path)
+    assert window.status.format_label.text() == "Windows-1252 · LF"
+    offered: list[list[str]] = []
+
+    def choose(_parent: object, _title: str, _label: str, items: list[str], *_args: object) -> tuple[str, bool]:
+        offered.append(items)
+        return next(item for item in items if item.startswith("ISO-8859-15")), True
+
+    monkeypatch.setattr(QInputDialog, "getItem", choose)
+    assert window.reopen_with_encoding()
+    assert "UTF-8" not in " ".join(offered[0])  # not valid UTF-8: not offered
+    window.editor.finish_loading()
+    assert window.editor.document_text() == data.decode("iso8859-15")
+    assert window.status.format_label.text() == "ISO-8859-15 (Latin-9) · LF"
+    assert window.save()
+    assert path.read_bytes() == data
+
+
 def test_cancelling_the_encoding_choice_keeps_the_editor_as_it_was(
     window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,6 +280,8 @@ def test_a_file_changed_on_disk_is_not_overwritten_silently(
     assert dialogs.asked[-1].startswith("File changed on disk")
     assert path.read_bytes() == b"theirs = 1\n"
     assert window.editor.document_text() == "mine = 1\nmine = 2\n"
+    window.check_disk_changes()  # coming back to the window: this change was already asked about
+    assert len(dialogs.asked) == 1
     dialogs.answers = [YES]
     assert window.save()
     assert path.read_bytes() == b"mine = 1\nmine = 2\n"

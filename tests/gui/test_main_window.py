@@ -58,7 +58,9 @@ def wait_for_window(qtbot, win: MainWindow, blocker) -> None:
 
 
 def wait_for_ghost(qtbot, win: MainWindow) -> None:
-    qtbot.waitUntil(lambda: win.editor.ghost is not None and win.status.state_label.text().startswith("● idle"), timeout=15_000)
+    qtbot.waitUntil(
+        lambda: win.editor.ghost is not None and win.status.state_label.text().startswith("● idle"), timeout=15_000
+    )
 
 
 def test_typing_triggers_a_completion_after_the_debounce(qtbot, window: MainWindow) -> None:

@@ -36,7 +36,8 @@ def make_dialog(memory: MemoryInfo, tmp_path: Path, endpoint: str | None = None,
 
 
 def verdicts(dialog: ModelDialog) -> dict[str, str]:
-    return {f"{r.entry.family} {r.entry.quant}": dialog.table.item(i, 5).text() for i, r in enumerate(dialog.report.rows)}
+    rows = enumerate(dialog.report.rows)
+    return {f"{r.entry.family} {r.entry.quant}": dialog.table.item(i, 5).text() for i, r in rows}
 
 
 def test_verdicts_follow_the_detected_memory(qtbot, tmp_path: Path) -> None:
