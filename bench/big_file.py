@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_after = psutil.Process().memory_info().rss
     peak_rss = max(rss_after, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
-    typing_result: dict[str, float] | None = None
+    typing_result: dict[str, object] | None = None
     if highlighted is not None:
         window.editor.setFocus()
         window.editor.moveCursor(QTextCursor.MoveOperation.End)
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             pause(0.04)
         typing_done = wait_until(lambda: not window.highlighter.busy, args.timeout)
         typing_result = {"keys": len(TYPED), "seconds": typing_done - typing_began,
-                         "max_gap_ms": max(gaps(typing_began, typing_done))}
+                         "max_gap_ms": max(gaps(typing_began, typing_done)),
+                         "longest_gaps": longest(typing_began, typing_done, 3)}
     heartbeat.stop()
 
     result = {

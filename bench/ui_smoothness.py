@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     phases: dict[str, dict[str, float]] = {}
 
-    def measure(name: str, start: Callable[[], None], done: Callable[[], bool], timeout_s: float) -> None:
+    def measure(name: str, start: Callable[[], object], done: Callable[[], bool], timeout_s: float) -> None:
         settle()
         began = time.perf_counter()
         QTimer.singleShot(0, start)

@@ -5,9 +5,14 @@ the FIM tokens, its ``eval`` cannot be cancelled mid-prompt, and it hides how ma
 the KV cache saved. This engine drives llama-cpp-python's thin wrappers directly:
 
 * the prompt is built as token ids (``app.core.fim``);
-* a request reuses the longest common token prefix already in the KV cache, so a
-  keystroke costs only the changed tokens — on a 2-core CPU the difference between a
-  100-second cold prompt and a sub-second re-completion;
+* a request keeps whatever the KV cache already holds (``app.core.reuse_plan``): the
+  common token prefix, so a keystroke costs only the changed tokens, and — in the default
+  ``ReuseMode.FAST`` — runs of the prompt cached at another position, moved there, so a
+  click or a jump costs a few lines instead of the whole file (on a 2-core CPU: a
+  second instead of 80);
+* the cache of each document is kept as a snapshot (``CompletionRequest.document``), so
+  switching files and back restores instead of recomputing;
+* ``prefill`` evaluates a prompt in idle time without generating;
 * prompt evaluation runs in batches with llama.cpp's abort callback wired to the
   request's cancel flag, and generation checks the flag before every token;
 * every request reports the numbers the status bar shows.
@@ -24,6 +29,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,11 +43,25 @@ from app.core.errors import CancelledError, ModelLoadError, NoModelError
 from app.core.fim import FimPrompt, Layout, PromptBudget, PromptBuilder, RepoFile
 from app.core.limits import MAX_N_CTX, MAX_THREADS, MIN_N_CTX
 from app.core.model_info import FimTokenIds, ModelInfo, model_info
+from app.core.reuse_plan import ReuseMode, ReusePlan, ShiftPolicy, plan_reuse
 from app.core.textstream import Utf8Stream, repeats_suffix_at
+
+__all__ = [
+    "CancelToken", "CompletionRequest", "CompletionResult", "CompletionStats", "ContextSizeError", "Engine",
+    "EngineConfig", "EngineConfigError", "PrefillResult", "ReuseMode", "SamplingParams", "ShiftPolicy",
+    "TokenScore", "default_threads", "resolve_context",
+]
 
 log = logging.getLogger("starpad.engine")
 
 DEFAULT_N_CTX = 16384
+#: Default memory for per-document KV snapshots: ~17K tokens of a 3B model in f16
+#: (30 KiB per token), i.e. four or five files of a few thousand tokens.
+DEFAULT_SNAPSHOT_BUDGET = 512 * 1024 * 1024
+#: Sequence 0 holds the prompt; sequence 1 is scratch space for tokens inserted before a
+#: moved block (llama.cpp appends to a sequence only at its end).
+_MAIN_SEQ = 0
+_SCRATCH_SEQ = 1
 ProgressCallback = Callable[[float], None]
 TextCallback = Callable[[str], None]
 
@@ -100,6 +120,12 @@ class EngineConfig:
     #: this is set: the window's context size is a preference for every model, so there it
     #: is lowered to the trained context and a note says so; a command line asked for it.
     clamp_to_trained: bool = False
+    #: How requests reuse the KV cache (``ReuseMode``); ``Engine.reuse_mode`` changes it
+    #: without reloading.
+    reuse: ReuseMode = ReuseMode.FAST
+    shift_policy: ShiftPolicy = field(default_factory=ShiftPolicy)
+    #: Bytes of per-document KV snapshots kept (least recently used dropped first); 0: none.
+    snapshot_budget: int = DEFAULT_SNAPSHOT_BUDGET
 
     @property
     def threads(self) -> int:
@@ -124,6 +150,8 @@ def resolve_context(config: EngineConfig, n_ctx_train: int) -> tuple[int, str | 
         raise EngineConfigError(f"threads must be 1 to {MAX_THREADS}, not {config.n_threads}")
     if config.n_batch < 1:
         raise EngineConfigError(f"the batch size must be at least 1, not {config.n_batch}")
+    if config.snapshot_budget < 0:
+        raise EngineConfigError(f"the snapshot memory must be 0 or more bytes, not {config.snapshot_budget}")
     return n_ctx, note
 
 
@@ -147,10 +175,22 @@ class CompletionRequest:
     path: str | None = None
     repo_name: str | None = None
     repo_files: tuple[RepoFile, ...] = ()
+    #: Which document the prompt comes from (any stable key, e.g. the file's path or a tab
+    #: id). The engine keeps a KV snapshot per document and restores it when the document
+    #: comes back; None: no snapshot is taken or restored for this request.
+    document: str | None = None
 
 
 @dataclass(frozen=True)
 class CompletionStats:
+    """What one request cost.
+
+    ``prompt_tokens == reused_exact + reused_shifted + evaluated``. ``cached_tokens`` is
+    ``reused_exact + reused_shifted`` (what older callers call "not evaluated");
+    ``restored`` says how many of those came from a document snapshot rather than the
+    live cache. ``fresh_spans`` are the ``[start, end)`` runs of the prompt evaluated.
+    """
+
     prompt_tokens: int
     cached_tokens: int
     generated_tokens: int
@@ -160,6 +200,11 @@ class CompletionStats:
     gen_tps: float
     ctx_used: int
     ctx_size: int
+    reused_exact: int = 0
+    reused_shifted: int = 0
+    restored: int = 0
+    evaluated: int = 0
+    fresh_spans: tuple[tuple[int, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -172,6 +217,39 @@ class CompletionResult:
     stop_reason: str  # eos | file_sep | fim_token | max_tokens | newline | suffix_repeat | context_full | cancelled
     stats: CompletionStats
     tokens: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PrefillResult:
+    """A prompt evaluated ahead of the request that will use it (idle time)."""
+
+    prompt: FimPrompt
+    stats: CompletionStats
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class _Reuse:
+    """How ``_evaluate`` filled the cache: the stats' reuse fields."""
+
+    exact: int
+    shifted: int
+    restored: int
+    evaluated: int
+    fresh_spans: tuple[tuple[int, int], ...]
+
+
+@dataclass
+class _Snapshot:
+    """A copy of sequence 0 (``llama_state_seq_get_data``): tokens, positions, K and V."""
+
+    tokens: tuple[int, ...]
+    exact_len: int
+    data: ctypes.Array[ctypes.c_uint8]
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
 
 @dataclass(frozen=True)
@@ -195,7 +273,22 @@ class Engine:
         self._info: ModelInfo | None = None
         self._config = EngineConfig()
         self._builder: PromptBuilder | None = None
-        self._kv_tokens: list[int] = []  # exactly what sequence 0 of the KV cache holds
+        self._kv_tokens: list[int] = []  # exactly what sequence 0 holds, at positions 0..n-1
+        #: How many leading tokens of the cache are exact: computed with exactly the tokens
+        #: before them, nothing moved. ReuseMode.EXACT never reuses past it.
+        self._exact_len = 0
+        #: llama_memory_seq_add only records a move; the keys are rotated at the start of
+        #: the next llama_decode. A snapshot taken before that would store unrotated keys
+        #: at their new positions, and an abort during the rotation would leave some
+        #: layers rotated (a retry rotates them twice), so both wait for one decode.
+        self._shift_pending = False
+        self._can_shift = False
+        self._reuse_mode = ReuseMode.FAST
+        #: The document the live cache belongs to, whether it changed since its snapshot,
+        #: and the snapshots of the others, least recently used first.
+        self._document: str | None = None
+        self._dirty = False
+        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
         self._abort_flag: CancelToken | None = None
         # ggml calls the abort callback after *every graph node* (~900 per token for 3B),
         # each call a trip into Python for the GIL: ~4 % of generation speed, measured by
@@ -276,6 +369,11 @@ class Engine:
         ctx_params.n_threads = config.threads
         ctx_params.n_threads_batch = config.threads
         ctx_params.no_perf = True
+        # A second sequence in one unified cache: tokens inserted before a moved block are
+        # decoded there (see _fill_gap). Unified, both share one buffer of n_ctx cells, so
+        # memory and attention cost are those of a single sequence.
+        ctx_params.n_seq_max = 2
+        ctx_params.kv_unified = True
         try:
             ctx = _internals.LlamaContext(model=model, params=ctx_params, verbose=False)
         except ValueError:
@@ -296,11 +394,16 @@ class Engine:
         self._batch = _internals.LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         fim = self._fim_ids_from_vocab(info)
         self._builder = PromptBuilder(self.tokenize, fim)
-        self._kv_tokens = []
+        self._forget_cache()
+        self._reuse_mode = config.reuse
+        # Models with M-RoPE, ALiBi-free sliding windows or recurrent state cannot move
+        # cached tokens: they get prefix reuse only.
+        self._can_shift = bool(llama_cpp.llama_memory_can_shift(ctx.memory))
         self.load_seconds = time.perf_counter() - started
         log.info(
-            "loaded %s (%s, %s) ctx=%d (asked %d) batch=%d threads=%d in %.2f s",
-            info.path.name, info.arch, info.file_type, self.n_ctx, n_ctx, n_batch, config.threads, self.load_seconds,
+            "loaded %s (%s, %s) ctx=%d (asked %d) batch=%d threads=%d shift=%s in %.2f s",
+            info.path.name, info.arch, info.file_type, self.n_ctx, n_ctx, n_batch, config.threads,
+            self._can_shift, self.load_seconds,
         )
         return info
 
@@ -333,7 +436,17 @@ class Engine:
         self._n_batch = 0
         self._info = None
         self._builder = None
+        self._can_shift = False
+        self._forget_cache()
+
+    def _forget_cache(self) -> None:
+        """Bookkeeping for an empty cache and no snapshots (the caller empties llama.cpp's)."""
         self._kv_tokens = []
+        self._exact_len = 0
+        self._shift_pending = False
+        self._document = None
+        self._dirty = False
+        self._snapshots.clear()
 
     # -------------------------------------------------------------- tokens
     def _require(self) -> tuple[_internals.LlamaModel, _internals.LlamaContext, _internals.LlamaBatch]:
@@ -370,15 +483,127 @@ class Engine:
         return self._builder.fim
 
     def reset_cache(self) -> None:
-        """Forget everything evaluated: the next request starts cold (fair benchmarks)."""
+        """Forget everything evaluated, snapshots included: the next request starts cold
+        (fair benchmarks)."""
         _, ctx, _ = self._require()
         llama_cpp.llama_memory_clear(ctx.memory, True)
-        self._kv_tokens = []
+        self._forget_cache()
 
     @property
     def kv_tokens(self) -> tuple[int, ...]:
-        """The tokens currently evaluated in the KV cache (for tests and the inspector)."""
+        """The tokens sequence 0 of the KV cache holds, at positions 0..n-1."""
         return tuple(self._kv_tokens)
+
+    @property
+    def kv_exact_tokens(self) -> int:
+        """How many leading ``kv_tokens`` are exact (no moved block before or among them)."""
+        return self._exact_len
+
+    def kv_positions(self, seq_id: int = _MAIN_SEQ) -> tuple[int, int]:
+        """llama.cpp's lowest and highest position in a sequence, (-1, -1) when empty.
+
+        For tests: after every request sequence 0 spans ``0..len(kv_tokens)-1`` and the
+        scratch sequence 1 is empty.
+        """
+        _, ctx, _ = self._require()
+        return (
+            int(llama_cpp.llama_memory_seq_pos_min(ctx.memory, seq_id)),
+            int(llama_cpp.llama_memory_seq_pos_max(ctx.memory, seq_id)),
+        )
+
+    @property
+    def reuse_mode(self) -> ReuseMode:
+        return self._reuse_mode
+
+    @reuse_mode.setter
+    def reuse_mode(self, mode: ReuseMode) -> None:
+        """Takes effect with the next request; switching to EXACT never reuses a moved
+        block evaluated before (``kv_exact_tokens`` and each snapshot's bound say where
+        exactness ends)."""
+        self._reuse_mode = ReuseMode(mode)
+
+    @property
+    def can_shift(self) -> bool:
+        """Whether this model's cache can move tokens (FAST falls back to prefix reuse)."""
+        return self._can_shift
+
+    # ---------------------------------------------------------- snapshots
+    @property
+    def snapshot_bytes(self) -> int:
+        """Memory held by document snapshots (the live cache not included)."""
+        return sum(snapshot.size for snapshot in self._snapshots.values())
+
+    @property
+    def snapshot_documents(self) -> tuple[str, ...]:
+        """Documents with a snapshot, least recently used first."""
+        return tuple(self._snapshots)
+
+    @property
+    def document(self) -> str | None:
+        """The document the live cache was last used for."""
+        return self._document
+
+    def save_snapshot(self, document: str) -> int:
+        """Keep the live cache as ``document``'s snapshot now; returns its size in bytes
+        (0 when it does not fit the budget or the cache is empty).
+
+        Requests save automatically when the document changes; this is for idle time
+        (the save then costs nothing later) and for tests.
+        """
+        _, ctx, _ = self._require()
+        if not self._kv_tokens:
+            return 0
+        self._apply_pending_shift()
+        budget = self._config.snapshot_budget
+        size = int(llama_cpp.llama_state_seq_get_size(ctx.ctx, _MAIN_SEQ))
+        self._snapshots.pop(document, None)
+        if size <= 0 or size > budget:
+            log.info("no snapshot of %s: %d bytes, budget %d", document, size, budget)
+            return 0
+        while self._snapshots and self.snapshot_bytes + size > budget:
+            dropped, old = self._snapshots.popitem(last=False)
+            log.debug("dropped the snapshot of %s (%d bytes)", dropped, old.size)
+        data = (ctypes.c_uint8 * size)()
+        written = int(llama_cpp.llama_state_seq_get_data(ctx.ctx, data, size, _MAIN_SEQ))
+        if written <= 0:
+            log.warning("llama.cpp could not copy the cache of %s", document)
+            return 0
+        self._snapshots[document] = _Snapshot(tuple(self._kv_tokens), self._exact_len, data)
+        if document == self._document:
+            self._dirty = False
+        log.debug("snapshot of %s: %d tokens, %d bytes", document, len(self._kv_tokens), size)
+        return size
+
+    def drop_snapshot(self, document: str) -> None:
+        """Forget a document's snapshot (the file was closed)."""
+        self._snapshots.pop(document, None)
+
+    def _switch_document(self, document: str | None) -> None:
+        """A request for another document: keep the live cache as its owner's snapshot
+        first, if it changed since that was taken."""
+        if document == self._document:
+            return
+        if self._document is not None and self._dirty and self._config.snapshot_budget > 0:
+            self.save_snapshot(self._document)
+        self._document = document
+        self._dirty = False
+
+    def _restore(self, document: str, snapshot: _Snapshot) -> bool:
+        """Replace the live cache by ``snapshot``; on failure the cache is empty."""
+        _, ctx, _ = self._require()
+        llama_cpp.llama_memory_clear(ctx.memory, False)  # metadata only: the data is overwritten
+        self._kv_tokens, self._exact_len, self._shift_pending = [], 0, False
+        read = int(llama_cpp.llama_state_seq_set_data(ctx.ctx, snapshot.data, snapshot.size, _MAIN_SEQ))
+        if read <= 0 or llama_cpp.llama_memory_seq_pos_max(ctx.memory, _MAIN_SEQ) != len(snapshot.tokens) - 1:
+            log.warning("could not restore the snapshot of %s; evaluating from scratch", document)
+            llama_cpp.llama_memory_clear(ctx.memory, False)
+            self._snapshots.pop(document, None)
+            return False
+        self._kv_tokens = list(snapshot.tokens)
+        self._exact_len = snapshot.exact_len
+        self._snapshots.move_to_end(document)
+        self._dirty = False
+        return True
 
     # ----------------------------------------------------------- prompts
     def build_prompt(self, request: CompletionRequest) -> FimPrompt:
@@ -400,68 +625,261 @@ class Engine:
         flag = self._abort_flag
         return flag is not None and flag.cancelled
 
-    def _evaluate(self, tokens: Sequence[int], cancel: CancelToken | None) -> int:
-        """Make the KV cache hold exactly ``tokens`` with logits for the last one.
+    def _choose_cache(
+        self, document: str | None, tokens: Sequence[int], mode: ReuseMode, need_logits: bool
+    ) -> tuple[ReusePlan, int]:
+        """Pick the cache to start from — the live one or ``document``'s snapshot, whichever
+        keeps more of ``tokens`` — and plan from it. Returns the plan and how many of its
+        reused tokens came from a restored snapshot."""
+        self._switch_document(document)
+        plan = self._plan(self._kv_tokens, self._exact_len, tokens, mode, need_logits)
+        snapshot = self._snapshots.get(document) if document is not None else None
+        if snapshot is None or snapshot.tokens == tuple(self._kv_tokens):
+            return plan, 0
+        candidate = self._plan(snapshot.tokens, snapshot.exact_len, tokens, mode, need_logits)
+        if candidate.reused <= plan.reused:
+            return plan, 0
+        assert document is not None
+        if not self._restore(document, snapshot):
+            return ReusePlan(len(tokens), 0), 0
+        return candidate, candidate.reused
 
-        Returns how many leading tokens were reused from the cache. Raises ``_Cancelled``
-        between batches or, via llama.cpp's abort callback, inside one.
+    def _plan(
+        self, old: Sequence[int], exact_len: int, tokens: Sequence[int], mode: ReuseMode, need_logits: bool
+    ) -> ReusePlan:
+        return plan_reuse(
+            old, tokens, mode=mode, exact_len=exact_len, need_logits=need_logits,
+            can_shift=self._can_shift, policy=self._config.shift_policy,
+        )
+
+    def _evaluate(
+        self,
+        tokens: Sequence[int],
+        cancel: CancelToken | None,
+        *,
+        mode: ReuseMode | None = None,
+        document: str | None = None,
+        need_logits: bool = True,
+    ) -> _Reuse:
+        """Make sequence 0 of the KV cache hold exactly ``tokens`` (with logits for the
+        last one when ``need_logits``), reusing what ``mode`` allows.
+
+        Raises ``_Cancelled`` between batches or, via llama.cpp's abort callback, inside
+        one. Whatever happens, ``_kv_tokens`` is what the cache holds afterwards: on a
+        cancel, the part of ``tokens`` evaluated so far.
         """
-        model, ctx, batch = self._require()
+        _, ctx, _ = self._require()
         if not tokens:
             raise ValueError("empty prompt")
         if len(tokens) > self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
-        reused = 0
-        for a, b in zip(self._kv_tokens, tokens, strict=False):  # stops at the shorter
-            if a != b:
+        mode = self._reuse_mode if mode is None else mode
+        plan, restored = self._choose_cache(document, tokens, mode, need_logits)
+        if not self._rearrange(ctx, plan):
+            plan, restored = ReusePlan(len(tokens), 0), 0
+        try:
+            for block in plan.blocks:
+                start = len(self._kv_tokens)
+                if block.new_end <= start:
+                    continue  # right after the prefix: already in place
+                if block.new_start > start:
+                    self._fill_gap(ctx, tokens, start, block.new_start, cancel)
+                    self._append(tokens[start : block.new_start], exact=True)
+                self._append(tokens[block.new_start : block.new_end], exact=False)
+        except BaseException:
+            # Blocks past the gap being filled are in the cache but not in _kv_tokens:
+            # drop them so that the two agree again.
+            llama_cpp.llama_memory_seq_rm(ctx.memory, _SCRATCH_SEQ, -1, -1)
+            llama_cpp.llama_memory_seq_rm(ctx.memory, _MAIN_SEQ, len(self._kv_tokens), -1)
+            raise
+        self._append_decoded(ctx, tokens[len(self._kv_tokens) :], cancel)
+        return _Reuse(plan.prefix, plan.shifted, restored, plan.evaluated, plan.fresh_spans)
+
+    def _rearrange(self, ctx: _internals.LlamaContext, plan: ReusePlan) -> bool:
+        """Drop what ``plan`` does not keep and move its blocks to their new positions.
+
+        Afterwards ``_kv_tokens`` holds the prefix and the blocks that follow it directly;
+        the later blocks sit in the cache at their final positions, past a gap. Returns
+        False (and leaves an empty cache) if llama.cpp refused a removal.
+        """
+        mem = ctx.memory
+        old = self._kv_tokens
+        n_old = len(old)
+        cursor = plan.prefix
+        ok = True
+        for start, end in sorted((b.old_start, b.old_end) for b in plan.blocks):
+            if start > cursor:
+                ok = ok and bool(llama_cpp.llama_memory_seq_rm(mem, _MAIN_SEQ, cursor, start))
+            cursor = max(cursor, end)
+        if cursor < n_old or not plan.blocks:
+            ok = ok and bool(llama_cpp.llama_memory_seq_rm(mem, _MAIN_SEQ, cursor, -1))
+        if not ok:
+            log.warning("llama.cpp could not trim the cache; evaluating from scratch")
+            llama_cpp.llama_memory_clear(mem, False)
+            self._kv_tokens, self._exact_len, self._shift_pending = [], 0, False
+            self._dirty = True
+            return False
+        if plan.prefix < n_old or plan.blocks:
+            self._dirty = True
+        # Two steps, so that no block lands on positions another one has yet to leave:
+        # first every moving block far past the end, then all of them back by that offset.
+        offset = n_old + plan.n_target + 1
+        moved = False
+        for block in plan.blocks:
+            if block.delta:
+                llama_cpp.llama_memory_seq_add(mem, _MAIN_SEQ, block.old_start, block.old_end, offset + block.delta)
+                moved = True
+        if moved:
+            llama_cpp.llama_memory_seq_add(mem, _MAIN_SEQ, offset, -1, -offset)
+            self._shift_pending = True
+        kept = [*old[: plan.prefix]]
+        self._exact_len = min(self._exact_len, plan.prefix)
+        for block in plan.blocks:
+            if block.new_start != len(kept):
                 break
-            reused += 1
-        reused = min(reused, len(tokens) - 1)  # the last token must run again for its logits
-        if reused < len(self._kv_tokens):
-            if not llama_cpp.llama_memory_seq_rm(ctx.memory, 0, reused, -1):
-                llama_cpp.llama_memory_clear(ctx.memory, True)
-                reused = 0
-            del self._kv_tokens[reused:]
-        n_batch = self._n_batch
-        pos = reused
-        self._abort_flag = cancel
-        if cancel is not None:
+            kept.extend(old[block.old_start : block.old_end])
+        self._kv_tokens = kept
+        return True
+
+    def _append(self, tokens: Sequence[int], *, exact: bool) -> None:
+        """Record tokens now at the end of sequence 0; fresh ones extend the exact part
+        only if everything before them is exact."""
+        if exact and self._exact_len == len(self._kv_tokens):
+            self._exact_len += len(tokens)
+        self._kv_tokens.extend(tokens)
+
+    def _chunks(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Batches for ``[start, end)``. After a move, the first decode is one token long
+        and not abortable (see ``_shift_pending``), so a cancel still stops within a token."""
+        spans: list[tuple[int, int]] = []
+        position = start
+        if self._shift_pending and end > start:
+            spans.append((start, start + 1))
+            position += 1
+        while position < end:
+            spans.append((position, min(end, position + self._n_batch)))
+            position = spans[-1][1]
+        return spans
+
+    def _decode(
+        self,
+        ctx: _internals.LlamaContext,
+        tokens: Sequence[int],
+        position: int,
+        seq_id: int,
+        cancel: CancelToken | None,
+        logits_all: bool = False,
+    ) -> int:
+        """One llama_decode of ``tokens`` at ``position``… in ``seq_id``; llama.cpp's code.
+
+        ``LlamaBatch.set_batch`` always writes sequence 0, hence this filler. The abort
+        callback is installed only here: ggml calls it after every graph node (~900 per
+        token for 3B), a trip into Python each, which costs ~4 % of generation speed.
+        """
+        _, _, batch = self._require()
+        raw = batch.batch
+        n = len(tokens)
+        raw.n_tokens = n
+        for i, token in enumerate(tokens):
+            raw.token[i] = token
+            raw.pos[i] = position + i
+            raw.seq_id[i][0] = seq_id
+            raw.n_seq_id[i] = 1
+            raw.logits[i] = logits_all
+        raw.logits[n - 1] = True
+        abortable = cancel is not None and not self._shift_pending
+        if abortable:
+            self._abort_flag = cancel
             llama_cpp.llama_set_abort_callback(ctx.ctx, self._abort_cb, None)
         try:
-            while pos < len(tokens):
-                if cancel is not None and cancel.cancelled:
-                    raise _Cancelled
-                chunk = list(tokens[pos : pos + n_batch])
-                batch.set_batch(chunk, n_past=pos, logits_all=False)
-                rc = llama_cpp.llama_decode(ctx.ctx, batch.batch)
-                if rc != 0:
-                    self._resync_after_failed_decode(ctx, tokens)
-                    if rc == 2:
-                        raise _Cancelled
-                    raise ModelLoadError(f"llama.cpp failed to evaluate the prompt (code {rc})")
-                self._kv_tokens.extend(chunk)
-                pos += len(chunk)
+            rc = int(llama_cpp.llama_decode(ctx.ctx, raw))
         finally:
-            self._abort_flag = None
-            if cancel is not None:
+            if abortable:
+                self._abort_flag = None
                 llama_cpp.llama_set_abort_callback(ctx.ctx, self._no_abort_cb, None)
-        return reused
+        if rc == 0:
+            self._shift_pending = False
+            self._dirty = True
+        return rc
+
+    def _fill_gap(
+        self, ctx: _internals.LlamaContext, tokens: Sequence[int], start: int, end: int, cancel: CancelToken | None
+    ) -> None:
+        """Evaluate ``tokens[start:end]`` in front of a moved block that already sits after
+        them in sequence 0.
+
+        llama.cpp accepts a sequence's new tokens only at its end, so they are decoded in
+        the scratch sequence instead: it gets sequence 0's cells before ``start`` (a
+        metadata copy — in a unified cache one cell serves several sequences), the new
+        tokens attend to exactly those, and their cells then join sequence 0. The moved
+        block's cells belong to sequence 0 only, so nothing here shifts them.
+        """
+        mem = ctx.memory
+        llama_cpp.llama_memory_seq_rm(mem, _SCRATCH_SEQ, -1, -1)
+        llama_cpp.llama_memory_seq_cp(mem, _MAIN_SEQ, _SCRATCH_SEQ, 0, start)
+        for chunk_start, chunk_end in self._chunks(start, end):
+            if cancel is not None and cancel.cancelled:
+                raise _Cancelled
+            rc = self._decode(ctx, tokens[chunk_start:chunk_end], chunk_start, _SCRATCH_SEQ, cancel)
+            if rc != 0:
+                if rc == 2:
+                    raise _Cancelled
+                raise ModelLoadError(f"llama.cpp failed to evaluate the prompt (code {rc})")
+        llama_cpp.llama_memory_seq_cp(mem, _SCRATCH_SEQ, _MAIN_SEQ, start, end)
+        llama_cpp.llama_memory_seq_rm(mem, _SCRATCH_SEQ, -1, -1)
+
+    def _append_decoded(self, ctx: _internals.LlamaContext, tokens: Sequence[int], cancel: CancelToken | None) -> None:
+        """Evaluate ``tokens`` at the end of sequence 0, in batches."""
+        base = len(self._kv_tokens)
+        for chunk_start, chunk_end in self._chunks(0, len(tokens)):
+            if cancel is not None and cancel.cancelled:
+                raise _Cancelled
+            chunk = tokens[chunk_start:chunk_end]
+            rc = self._decode(ctx, chunk, base + chunk_start, _MAIN_SEQ, cancel)
+            if rc != 0:
+                self._resync_after_failed_decode(ctx, [*self._kv_tokens, *chunk])
+                if rc == 2:
+                    raise _Cancelled
+                raise ModelLoadError(f"llama.cpp failed to evaluate the prompt (code {rc})")
+            self._append(chunk, exact=True)
 
     def _resync_after_failed_decode(self, ctx: _internals.LlamaContext, tokens: Sequence[int]) -> None:
         """An aborted decode keeps the ubatches it finished: trust llama.cpp's positions."""
-        kept = llama_cpp.llama_memory_seq_pos_max(ctx.memory, 0) + 1
+        kept = llama_cpp.llama_memory_seq_pos_max(ctx.memory, _MAIN_SEQ) + 1
         kept = max(0, min(kept, len(tokens)))
-        self._kv_tokens = list(tokens[:kept])
-        llama_cpp.llama_memory_seq_rm(ctx.memory, 0, kept, -1)
+        known = len(self._kv_tokens)
+        self._append(tokens[known:kept], exact=True)
+        del self._kv_tokens[kept:]
+        self._exact_len = min(self._exact_len, kept)
+        llama_cpp.llama_memory_seq_rm(ctx.memory, _MAIN_SEQ, kept, -1)
+        self._dirty = True
 
-    def _decode_one(self, token: int) -> None:
-        _, ctx, batch = self._require()
-        batch.set_batch([token], n_past=len(self._kv_tokens), logits_all=False)
-        rc = llama_cpp.llama_decode(ctx.ctx, batch.batch)
+    def _apply_pending_shift(self) -> None:
+        """Re-evaluate the last cached token, so that llama.cpp rotates the keys of moved
+        blocks now (before a snapshot copies them)."""
+        if not self._shift_pending or not self._kv_tokens:
+            self._shift_pending = False
+            return
+        _, ctx, _ = self._require()
+        last = len(self._kv_tokens) - 1
+        token = self._kv_tokens[last]
+        exact = self._exact_len == len(self._kv_tokens)
+        llama_cpp.llama_memory_seq_rm(ctx.memory, _MAIN_SEQ, last, -1)
+        del self._kv_tokens[last:]
+        self._exact_len = min(self._exact_len, last)
+        rc = self._decode(ctx, [token], last, _MAIN_SEQ, None)
         if rc != 0:
             self._resync_after_failed_decode(ctx, [*self._kv_tokens, token])
             raise ModelLoadError(f"llama.cpp failed to decode a token (code {rc})")
-        self._kv_tokens.append(token)
+        self._append([token], exact=exact)
+
+    def _decode_one(self, token: int) -> None:
+        _, ctx, _ = self._require()
+        rc = self._decode(ctx, [token], len(self._kv_tokens), _MAIN_SEQ, None)
+        if rc != 0:
+            self._resync_after_failed_decode(ctx, [*self._kv_tokens, token])
+            raise ModelLoadError(f"llama.cpp failed to decode a token (code {rc})")
+        self._append([token], exact=True)
 
     def _make_sampler(self, params: SamplingParams) -> Any:
         model, _, _ = self._require()
@@ -521,9 +939,9 @@ class Engine:
             model, _, _ = self._require()
             tokens = [llama_cpp.llama_vocab_bos(model.vocab)]
         try:
-            reused = self._evaluate(tokens, cancel)
+            reuse = self._evaluate(tokens, cancel, document=request.document)
         except _Cancelled:
-            stats = self._stats(len(tokens), 0, 0, started, time.perf_counter(), None, None)
+            stats = self._stats(len(tokens), None, 0, started, time.perf_counter(), None, None)
             return CompletionResult("", prompt, "cancelled", stats)
         prompt_done = time.perf_counter()
 
@@ -572,8 +990,31 @@ class Engine:
         if cut is not None:
             text = text[:cut]
             stop_reason = "suffix_repeat" if stop_reason == "max_tokens" else stop_reason
-        stats = self._stats(len(tokens), reused, len(generated), started, prompt_done, first_token_at, last_token_at)
+        stats = self._stats(len(tokens), reuse, len(generated), started, prompt_done, first_token_at, last_token_at)
         return CompletionResult(text, prompt, stop_reason, stats, tuple(generated))
+
+    def prefill(self, request: CompletionRequest, cancel: CancelToken | None = None) -> PrefillResult:
+        """Evaluate ``request``'s prompt without generating, so that the completion that
+        follows costs one token.
+
+        For idle time: when a file opens or the caret lands, before anyone asks. The last
+        prompt token is left out: ``complete`` evaluates it anyway for fresh logits. A
+        cancel (a user request arriving) stops it inside the running batch, and what was
+        evaluated until then stays in the cache for that request to reuse.
+        """
+        started = time.perf_counter()
+        prompt = self.build_prompt(request)
+        tokens = prompt.tokens
+        if len(tokens) < 2:
+            stats = self._stats(len(tokens), None, 0, started, started, None, None)
+            return PrefillResult(prompt, stats, cancelled=False)
+        try:
+            reuse = self._evaluate(tokens[:-1], cancel, document=request.document, need_logits=False)
+        except _Cancelled:
+            stats = self._stats(len(tokens) - 1, None, 0, started, time.perf_counter(), None, None)
+            return PrefillResult(prompt, stats, cancelled=True)
+        stats = self._stats(len(tokens) - 1, reuse, 0, started, time.perf_counter(), None, None)
+        return PrefillResult(prompt, stats, cancelled=False)
 
     @staticmethod
     def _apply_text_stops(text: str, piece: str, request: CompletionRequest) -> tuple[str, str, str | None]:
@@ -589,38 +1030,51 @@ class Engine:
     def _stats(
         self,
         n_prompt: int,
-        reused: int,
+        reuse: _Reuse | None,
         n_generated: int,
         started: float,
         prompt_done: float,
         first_token_at: float | None,
         last_token_at: float | None,
     ) -> CompletionStats:
+        """``reuse`` None: cancelled during the prompt (nothing is claimed reused)."""
+        reuse = reuse or _Reuse(0, 0, 0, 0, ())
         prompt_s = prompt_done - started
-        evaluated = n_prompt - reused
         gen_s = (last_token_at - first_token_at) if first_token_at and last_token_at else 0.0
         return CompletionStats(
             prompt_tokens=n_prompt,
-            cached_tokens=reused,
+            cached_tokens=reuse.exact + reuse.shifted,
             generated_tokens=n_generated,
             prompt_ms=prompt_s * 1000,
             ttft_ms=((first_token_at or prompt_done) - started) * 1000,
-            prompt_tps=evaluated / prompt_s if prompt_s > 0 and evaluated else 0.0,
+            prompt_tps=reuse.evaluated / prompt_s if prompt_s > 0 and reuse.evaluated else 0.0,
             gen_tps=(n_generated - 1) / gen_s if gen_s > 0 and n_generated > 1 else 0.0,
             ctx_used=len(self._kv_tokens),
             ctx_size=self.n_ctx,
+            reused_exact=reuse.exact,
+            reused_shifted=reuse.shifted,
+            restored=reuse.restored,
+            evaluated=reuse.evaluated,
+            fresh_spans=reuse.fresh_spans,
         )
 
     # ---------------------------------------------------------- scoring
     def score(
-        self, context: Sequence[int], targets: Sequence[int], cancel: CancelToken | None = None
+        self,
+        context: Sequence[int],
+        targets: Sequence[int],
+        cancel: CancelToken | None = None,
+        reuse: ReuseMode = ReuseMode.EXACT,
     ) -> list[TokenScore]:
         """Teacher-force ``targets`` after ``context``; the model's view at each position.
 
         Used for quant comparison: top-1 agreement with a reference completion and the
         log-likelihood of a buffer, both from real logits rather than generated text.
+        ``reuse`` is EXACT by default, whatever the engine's mode, so that a measurement
+        never depends on what the cache held before; FAST measures what moved blocks do
+        to the predictions (the edit-session benchmark's quality check).
         """
-        model, ctx, batch = self._require()
+        model, ctx, _ = self._require()
         if not targets:
             return []
         n_vocab = model.n_vocab()
@@ -630,7 +1084,7 @@ class Engine:
         # Reuse the cache for the context; then evaluate the targets with logits everywhere.
         first = max(1, len(context))
         try:
-            self._evaluate(sequence[:first], cancel)
+            self._evaluate(sequence[:first], cancel, mode=reuse)
         except _Cancelled:
             raise CancelledError("scoring was cancelled") from None
         scores: list[TokenScore] = []
@@ -653,12 +1107,11 @@ class Engine:
             if cancel is not None and cancel.cancelled:
                 raise CancelledError("scoring was cancelled")
             chunk = sequence[position : min(len(sequence) - 1, position + n_batch)]
-            batch.set_batch(chunk, n_past=position, logits_all=True)
-            rc = llama_cpp.llama_decode(ctx.ctx, batch.batch)
+            rc = self._decode(ctx, chunk, position, _MAIN_SEQ, None, logits_all=True)
             if rc != 0:
                 self._resync_after_failed_decode(ctx, sequence)
                 raise ModelLoadError(f"llama.cpp failed to evaluate (code {rc})")
-            self._kv_tokens.extend(chunk)
+            self._append(chunk, exact=True)
             pending_logits = [
                 np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(n_vocab,)).copy() for i in range(len(chunk))
             ]

@@ -181,7 +181,7 @@ class PygmentsHighlighter(QObject):
         self._pass_col = 0
         self._pending: dict[int, list[Format]] = {}
         self._block_count = document.blockCount()
-        self._visible_range: tuple[int, int] = (0, 80)
+        self._visible_range: tuple[int, int] = (0, 150)  # until the window says: a tall one shows ~100 lines
         self._slice_timer = QTimer(self)
         self._slice_timer.setInterval(0)
         self._slice_timer.timeout.connect(self._run_slice)
