@@ -5,7 +5,7 @@ read bandwidth ÷ model bytes. The fraction of that limit a run reaches says how
 speed is left on the table (compute, threading, overhead) and how much is physics.
 
 Bandwidth comes from bench/membw.c (compiled once with the system C compiler, cached
-in bench/.cache) with as many threads as generation uses; without a compiler, from
+in ~/.cache/starpad) with as many threads as generation uses; without a compiler, from
 NumPy reductions on as many Python threads (NumPy releases the GIL while summing).
 """
 
@@ -35,7 +35,9 @@ class Bandwidth:
 
 
 def _membw_binary() -> Path | None:
-    binary = HERE / ".cache" / "membw"
+    from bench.harness import tools_cache
+
+    binary = tools_cache() / "membw"
     source = HERE / "membw.c"
     if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
         return binary

@@ -3,7 +3,8 @@
 # llama-cpp-python sdist that Starpad runs on, so the benchmark compares Starpad against the same code, compiled the
 # same way (Release, native CPU, like pip's default build of the binding).
 #
-# Compiles once per machine (~10 min on 2 cores) and caches the binaries in bench/.cache/llama.cpp-<version>/bin.
+# Compiles once per machine (~10 min on 2 cores) and caches the binaries outside the checkout, in
+# ${XDG_CACHE_HOME:-~/.cache}/starpad/llama.cpp-<version>/bin, so every clone on the machine (CI's too) builds once.
 # Prints the bin directory on the last line of stdout.
 #
 #   bash bench/build_llama_tools.sh [PYTHON]
@@ -12,7 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 python="${1:-$here/../.venv/bin/python}"
 version="$("$python" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')"
-cache="$here/.cache/llama.cpp-$version"
+cache="${STARPAD_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/starpad}/llama.cpp-$version"
 bin="$cache/bin"
 
 if [[ -x "$bin/llama-bench" && -x "$bin/llama-server" ]]; then

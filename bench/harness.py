@@ -67,8 +67,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def tools_cache() -> Path:
+    """Built tools live outside the checkout, so each clone on this machine (CI's too) builds them once."""
+    override = os.environ.get("STARPAD_TOOLS_CACHE")
+    if override:
+        return Path(override)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "starpad"
+
+
 def tools_dir() -> Path:
-    return HERE / ".cache" / f"llama.cpp-{importlib.metadata.version('llama-cpp-python')}" / "bin"
+    return tools_cache() / f"llama.cpp-{importlib.metadata.version('llama-cpp-python')}" / "bin"
 
 
 def find_tools(build: bool) -> tuple[Path | None, Path | None]:
@@ -175,7 +183,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     starpad_spm = next((r for r in retype_runs if r["peer"] == "starpad" and r["layout"] == "spm"), None)
     ui = results.get("ui", {}).get("phases", {})
     memory = results.get("memory")
-    mem_ok = isinstance(memory, list) and memory
+    memory_runs: list[dict[str, Any]] = memory if isinstance(memory, list) else []
     big = results.get("big_file", {"error": "not run"})
     return {
         "machine": results["machine"],
@@ -185,7 +193,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         # Starpad's default layout, the worse of the two edits.
         "retype_ttft_ratio": max(starpad_spm["ratio_to_cold"].values()) if starpad_spm else None,
         "max_stall_ms": {name: phase["max_gap_ms"] for name, phase in ui.items()},
-        "rss_error_pct": max((abs(m["error_pct"]) for m in memory), default=None) if mem_ok else None,
+        "rss_error_pct": max((abs(m["error_pct"]) for m in memory_runs), default=None),
         "bandwidth_fraction": results.get("bandwidth", {}).get("fraction"),
         "big_file": {key: big.get(key) for key in ("file_bytes", "usable_s", "loaded_s", "highlighted_s",
                                                    "peak_rss_bytes", "max_gap_ms")} if "error" not in big else None,

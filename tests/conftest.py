@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from app.core.engine import Engine
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -27,8 +31,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def engine(tiny_model: Path) -> Iterator[Engine]:  # noqa: F821
-    from app.core.engine import Engine, EngineConfig
+def engine(tiny_model: Path) -> Iterator[Engine]:
+    from app.core.engine import Engine, EngineConfig  # noqa: F811 - the runtime import
 
     eng = Engine()
     eng.load(tiny_model, EngineConfig(n_ctx=4096, n_threads=2))

@@ -51,7 +51,7 @@ class FakeHub:
     @property
     def endpoint(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def add(self, repo: str, filename: str, data: bytes, faults: Faults | None = None) -> HubFile:
         entry = HubFile(data, faults or Faults())

@@ -666,13 +666,16 @@ class Engine:
 
         Raises ``_Cancelled`` between batches or, via llama.cpp's abort callback, inside
         one. Whatever happens, ``_kv_tokens`` is what the cache holds afterwards: on a
-        cancel, the part of ``tokens`` evaluated so far.
+        cancel, the part of ``tokens`` evaluated so far, followed by the moved blocks not
+        yet reached (see ``_close_gaps``).
         """
         _, ctx, _ = self._require()
         if not tokens:
             raise ValueError("empty prompt")
         if len(tokens) > self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
+        if cancel is not None and cancel.cancelled:
+            raise _Cancelled  # before anything moves
         mode = self._reuse_mode if mode is None else mode
         plan, restored = self._choose_cache(document, tokens, mode, need_logits)
         if not self._rearrange(ctx, plan):
@@ -687,13 +690,34 @@ class Engine:
                     self._append(tokens[start : block.new_start], exact=True)
                 self._append(tokens[block.new_start : block.new_end], exact=False)
         except BaseException:
-            # Blocks past the gap being filled are in the cache but not in _kv_tokens:
-            # drop them so that the two agree again.
-            llama_cpp.llama_memory_seq_rm(ctx.memory, _SCRATCH_SEQ, -1, -1)
-            llama_cpp.llama_memory_seq_rm(ctx.memory, _MAIN_SEQ, len(self._kv_tokens), -1)
+            self._close_gaps(ctx, tokens, plan)
             raise
         self._append_decoded(ctx, tokens[len(self._kv_tokens) :], cancel)
         return _Reuse(plan.prefix, plan.shifted, restored, plan.evaluated, plan.fresh_spans)
+
+    def _close_gaps(self, ctx: _internals.LlamaContext, tokens: Sequence[int], plan: ReusePlan) -> None:
+        """After a cancel (or a failure) while a gap was being filled: the blocks past it
+        sit in the cache but not in ``_kv_tokens``. Move them left over the gaps instead
+        of dropping them, so the request that interrupted a prefill still finds them.
+        (Only FAST plans have blocks, so nothing exact is lost.)"""
+        mem = ctx.memory
+        llama_cpp.llama_memory_seq_rm(mem, _SCRATCH_SEQ, -1, -1)  # the gap's partial cells
+        position = len(self._kv_tokens)
+        llama_cpp.llama_memory_seq_rm(mem, _MAIN_SEQ, position, self._first_block_at_or_after(plan, position))
+        for block in plan.blocks:
+            if block.new_start < position:
+                continue
+            if block.new_start > position:
+                left = position - block.new_start
+                llama_cpp.llama_memory_seq_add(mem, _MAIN_SEQ, block.new_start, block.new_end, left)
+                self._shift_pending = True
+            self._append(tokens[block.new_start : block.new_end], exact=False)
+            position += block.length
+        self._dirty = True
+
+    @staticmethod
+    def _first_block_at_or_after(plan: ReusePlan, position: int) -> int:
+        return min((b.new_start for b in plan.blocks if b.new_start >= position), default=-1)
 
     def _rearrange(self, ctx: _internals.LlamaContext, plan: ReusePlan) -> bool:
         """Drop what ``plan`` does not keep and move its blocks to their new positions.

@@ -38,12 +38,13 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from app.core.textfile import atomic_write_bytes, fsync_dir
 
 log = logging.getLogger("starpad.recovery")
 
@@ -110,35 +111,6 @@ def _try_lock(path: Path, create: bool = True) -> int | None:
 
 
 # ------------------------------------------------------------------ writing
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temp file beside ``path``, fsync, rename over it: readers see the old or the new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _encode_text(text: str) -> bytes:
     # surrogatepass: a lone surrogate (possible in a QString) is kept, not a reason to lose the text.
     return text.encode("utf-8", "surrogatepass")
@@ -301,7 +273,7 @@ class RecoverySession:
             os.close(fd)
             raise
         self._lock_fd = fd
-        _fsync_dir(self._sessions_dir)
+        fsync_dir(self._sessions_dir)
         log.info("recovery session %s started", self.id)
 
     def record_path(self, document_id: str) -> Path:
@@ -311,7 +283,7 @@ class RecoverySession:
         """Replace ``document_id``'s record atomically; OSError when the disk refuses."""
         self._ensure()
         path = self.record_path(document_id)
-        _atomic_write_bytes(path, encode_record(document_id, snapshot, time.time()))
+        atomic_write_bytes(path, encode_record(document_id, snapshot, time.time()))
         return path
 
     def remove(self, document_id: str) -> None:

@@ -62,7 +62,7 @@ class ShiftPolicy:
     prefix-only reuse (a decode of a few tokens costs about as much as this many).
     """
 
-    min_block: int = 32
+    min_block: int = 16
     max_blocks: int = 8
     fresh_tail: int = 0
     decode_cost: int = 8

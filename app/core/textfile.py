@@ -605,7 +605,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make a rename durable (POSIX); not possible or needed everywhere."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -709,7 +709,7 @@ def _replace_atomically(target: Path, data: bytes, info: os.stat_result | None, 
             os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _write_in_place(target: Path, data: bytes, info: os.stat_result, *, make_writable: bool) -> None:

@@ -33,15 +33,21 @@ class PromptInspector(QWidget):
         self.summary.setText(
             f"<b>{prompt.layout.value.upper()}</b> · {len(prompt.tokens):,} tokens ({counts}) · "
             f"reused from cache {stats.cached_tokens:,}"
+            + (f" (shifted {stats.reused_shifted:,})" if stats.reused_shifted else "")
+            + (f" (from the file's snapshot {stats.restored:,})" if stats.restored else "")
+            + f" · evaluated {stats.evaluated:,}"
             + (f" · prefix cut {prompt.prefix_chars_dropped:,} chars" if prompt.prefix_chars_dropped else "")
             + (f" · suffix cut {prompt.suffix_chars_dropped:,} chars" if prompt.suffix_chars_dropped else "")
         )
+        # Evaluated tokens are highlighted: with moved blocks they are not just the tail.
+        spans = stats.fresh_spans or ((stats.cached_tokens, len(prompt.tokens)),)  # e.g. cancelled: nothing reused
+        fresh = {i for start, end in spans for i in range(start, end)}
         parts: list[str] = []
         index = 0
         for segment in prompt.segments:
             colour = _COLOURS[segment.kind]
             for token in segment.tokens:
-                cached = index < stats.cached_tokens
+                cached = index not in fresh
                 text = html.escape(token_texts.get(token, f"<{token}>")).replace("\n", "↵<br>").replace(" ", "&nbsp;")
                 style = f"color:{colour};border-right:1px solid #d0d7de;" + ("" if cached else "background:#fff8c5;")
                 weight = "font-weight:bold;" if segment.kind is SegmentKind.SPECIAL else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -26,8 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from typing import TYPE_CHECKING
+
 from app import APP_NAME
-from app.core.engine import CompletionRequest, CompletionResult, EngineConfig, SamplingParams
+from app.core.engine import CompletionRequest, CompletionResult, EngineConfig
 from app.core.errors import (
     FileChangedOnDiskError,
     ReadOnlyFileError,
@@ -35,12 +38,9 @@ from app.core.errors import (
     UncertainEncodingError,
     UnencodableTextError,
 )
-from app.core.fim import Layout, RepoFile
-from app.core.ghost import Ghost
 from app.core.model_info import ModelInfo
 from app.core.recovery import DocumentSnapshot, RecoveryCandidate, RecoveryStore, Resolution, new_document_id
-from app.core.repo import RepoLocation
-from app.core.repo import locate as repo_locate
+from app.core.session import RequestOutcome
 from app.core.textfile import (
     DiskState,
     Fingerprint,
@@ -53,6 +53,7 @@ from app.core.textfile import (
     save_text_file,
     saved_format,
 )
+from app.gui.completion_bridge import CompletionBridge
 from app.gui.editor import CodeEditor
 from app.gui.highlighter import LexerResolver, PygmentsHighlighter, all_languages
 from app.gui.inspector import PromptInspector
@@ -62,6 +63,9 @@ from app.gui.settings import Settings, save_settings
 from app.gui.statusbar import StatusPanel
 from app.gui.theme import DARK, LIGHT, apply_palette
 from app.gui.worker import EngineClient
+
+if TYPE_CHECKING:
+    from app.gui.compare_window import CompareWindow
 
 log = logging.getLogger("starpad.window")
 
@@ -129,16 +133,12 @@ class MainWindow(QMainWindow):
         #: The on-disk change the person was last told about (asked once per change, not per focus).
         self._disk_notice: tuple[DiskState, int, int] | None = None
         self._disk_check_busy = False
-        self._ghost_request_id = 0
-        self._ghost_origin = 0
-        self._ghost_streamed = ""
         self._closing = False
         #: True while the window itself replaces the text (opening a file): not a user edit.
         self._replacing_text = False
         self._load_dialog: QProgressDialog | None = None
         self._last_result: tuple[CompletionResult, dict[int, str]] | None = None
-        self._comparison_running = False
-        self.compare_window = None
+        self.compare_window: CompareWindow | None = None
 
         self.editor = CodeEditor()
         self.highlighter = PygmentsHighlighter(self.editor.document())
@@ -159,9 +159,13 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.inspector_dock)
         self.inspector_dock.setVisible(settings.show_inspector)
 
-        self.debounce = QTimer(self)
-        self.debounce.setSingleShot(True)
-        self.debounce.timeout.connect(self.request_completion)
+        #: Completion policy lives in the Qt-free session; the bridge connects it to the widgets.
+        self.completion = CompletionBridge(
+            self.client, self.editor, self.status, settings, recent_files=lambda: self.settings.recent_files,
+            not_an_edit=self._not_an_edit, parent=self,
+        )
+        self.document_id = self._untitled_id()
+        self.completion.open_document(self.document_id, "", None)
         #: Unsaved text goes to this instance's own recovery session (see app/core/recovery.py).
         self.recovery = recovery if recovery is not None else default_recovery_store()
         self._recovery_document = new_document_id()
@@ -243,32 +247,28 @@ class MainWindow(QMainWindow):
         worker.load_progress.connect(self._on_load_progress)
         worker.model_loaded.connect(self._on_model_loaded)
         worker.model_failed.connect(self._on_model_failed)
-        worker.completion_started.connect(self._on_completion_started)
-        worker.text_streamed.connect(self._on_text_streamed)
-        worker.completion_finished.connect(self._on_completion_finished)
-        worker.completion_failed.connect(self._on_completion_failed)
+        self.completion.result_ready.connect(self._on_completion_result)
         self.editor.document().contentsChanged.connect(self._on_document_changed)
         self.editor.document().modificationChanged.connect(lambda _m: self._update_title())
         self.editor.document().contentsChanged.connect(self._on_recovery_dirty)
         self.editor.document().modificationChanged.connect(self._on_recovery_modification)
         self.editor.completion_requested.connect(self.request_completion)
-        self.editor.ghost_dismissed.connect(self.client.cancel_completion)
         self.editor.verticalScrollBar().valueChanged.connect(self._on_scrolled)
         self.empty_state.open_button.clicked.connect(self.open_model_dialog)
         self.empty_state.models_button.clicked.connect(self.open_model_manager)
         self.empty_state.continue_button.clicked.connect(lambda: self.stack.setCurrentWidget(self.editor))
         self.act_auto.toggled.connect(self._on_auto_toggled)
-        self.act_single.toggled.connect(lambda on: setattr(self.settings, "single_line", on))
-        self.act_repo.toggled.connect(lambda on: setattr(self.settings, "use_repo_context", on))
+        self.act_single.toggled.connect(lambda on: self._set_option("single_line", on))
+        self.act_repo.toggled.connect(lambda on: self._set_option("use_repo_context", on))
         self.act_dark.toggled.connect(self.set_dark_theme)
         self.language_box.currentIndexChanged.connect(self._on_language_chosen)
         self.layout_box.currentIndexChanged.connect(
-            lambda _i: setattr(self.settings, "layout", self.layout_box.currentData())
+            lambda _i: self._set_option("layout", self.layout_box.currentData())
         )
 
     def apply_settings(self) -> None:
         s = self.settings
-        self.debounce.setInterval(s.debounce_ms)
+        self.completion.configure(s)
         self.editor.set_font_size(s.font_size)
         self.editor.set_indentation(s.indent_with_spaces, s.indent_width)
         self.act_auto.setChecked(s.auto_complete)
@@ -327,12 +327,7 @@ class MainWindow(QMainWindow):
 
     def _on_comparison_running(self, running: bool) -> None:
         """Two llama.cpp contexts computing at once starve each other on a small CPU."""
-        self._comparison_running = running
-        if running:
-            self.debounce.stop()
-            self.client.cancel_completion()
-            self.editor.clear_ghost()
-            self.status.set_state("idle", "· paused while comparing quants")
+        self.completion.session.set_paused(running)
 
     def _on_download_dir_changed(self, folder: str) -> None:
         self.settings.download_dir = folder
@@ -354,6 +349,7 @@ class MainWindow(QMainWindow):
         config = EngineConfig(n_ctx=self.settings.n_ctx, n_threads=self.settings.threads or None,
                               clamp_to_trained=True)  # a preference for every model: lowered with a note
         self.status.set_state("loading", Path(path).name)
+        self.completion.session.set_model_ready(False)
         self.stack.setCurrentWidget(self.editor)
         if not self.interactive:
             self.client.load_model(path, config)
@@ -388,122 +384,57 @@ class MainWindow(QMainWindow):
         self.layout_box.setEnabled(not info.prefix_only)
         self.layout_box.setToolTip(info.notes[0] if info.notes else "")
         # No completion here: a model finishing its load is not an edit. The next keystroke,
-        # caret request or Ctrl+Space asks.
+        # caret request or Ctrl+Space asks; idle time prefills the prompt at the caret.
+        self.completion.session.set_model_ready(True)
 
     def _on_model_failed(self, message: str) -> None:
         self._close_load_dialog()
         self.status.set_state("error" if self.model_info is None else "idle")
+        self.completion.session.set_model_ready(self.model_info is not None)  # the old model stays loaded
         if not self._closing and self.interactive:
             QMessageBox.warning(self, "Could not load the model", message)
 
     # --------------------------------------------------------- completion
+    def _not_an_edit(self) -> bool:
+        """Opening a file, a file still loading, or colours arriving: the text changes
+        without the user, and completions follow the user."""
+        return self._replacing_text or self.editor.loading or self.highlighter.applying_formats
+
+    def _set_option(self, name: str, value: object) -> None:
+        setattr(self.settings, name, value)
+        self.completion.configure(self.settings)
+
     def _on_auto_toggled(self, on: bool) -> None:
-        self.settings.auto_complete = on
-        if not on:
-            self.debounce.stop()
+        self._set_option("auto_complete", on)
 
     def _on_document_changed(self) -> None:
-        if self._replacing_text or self.editor.loading or self.highlighter.applying_formats:
-            # Opening a file, or colours arriving, is not an edit: completions follow the user.
-            return
-        if self.editor.ghost is not None:
-            return  # the user typed what the ghost showed: keep it, ask nothing new
-        self.client.cancel_completion()
-        self._ghost_request_id = 0
-        if self.settings.auto_complete and self.model_info is not None:
-            self.debounce.start()
+        if not self._not_an_edit():
+            self.completion.text_edited()
 
     def build_request(self) -> CompletionRequest:
-        cursor = self.editor.textCursor()
-        text = self.editor.document_text()  # exact: U+00A0 stays U+00A0 (toPlainText makes it a space)
-        position = cursor.position()
-        s = self.settings
-        layout = Layout(s.layout)
-        repo = repo_locate(self.current_path) if self.current_path is not None else None
-        use_repo = s.use_repo_context and repo is not None
-        return CompletionRequest(
-            prefix=text[:position],
-            suffix=text[position:],
-            layout=layout,
-            max_tokens=s.max_tokens,
-            single_line=s.single_line,
-            sampling=SamplingParams(temperature=s.temperature, top_p=s.top_p),
-            path=repo.relative_path if repo is not None else None,
-            repo_name=repo.name if use_repo and repo is not None else None,
-            repo_files=self._repo_files(repo) if use_repo and repo is not None else (),
-        )
-
-    def _repo_files(self, repo: RepoLocation) -> tuple[RepoFile, ...]:
-        """Recent files from the same folder stand in for 'other open files'."""
-        if self.current_path is None:
-            return ()
-        files = []
-        for name in self.settings.recent_files[:MAX_RECENT]:
-            path = Path(name)
-            if path != self.current_path and path.parent == self.current_path.parent and path.is_file():
-                try:
-                    files.append(RepoFile(repo.relative(path), path.read_text(encoding="utf-8")[:20000]))
-                except (OSError, UnicodeDecodeError):
-                    continue
-        return tuple(files)
+        """The request a completion at the caret would send now (the session builds it)."""
+        self.completion.sync()
+        return self.completion.session.build_request()
 
     def request_completion(self) -> None:
-        if self._comparison_running:
-            return
-        if self.model_info is None:
-            self.statusBar().showMessage("Open a model first (Model → Open GGUF model…)", 4000)
-            return
+        """Ctrl+Space: ask now."""
         if self.editor.loading:
             return  # asked again when the file is complete
-        self.debounce.stop()
-        self.editor.clear_ghost()
-        self._ghost_origin = self.editor.textCursor().position()
-        self._ghost_streamed = ""
-        self._ghost_revision = self.editor.document().revision()
-        self._ghost_request_id = self.client.request_completion(self.build_request())
-        self.status.set_state("thinking")
+        if self.completion.request_now() is RequestOutcome.NO_MODEL:
+            self.statusBar().showMessage("Open a model first (Model → Open GGUF model…)", 4000)
 
-    def _is_current(self, request_id: int) -> bool:
-        return request_id == self._ghost_request_id and request_id == self.client.latest_request_id
-
-    def _on_completion_started(self, request_id: int) -> None:
-        if self._is_current(request_id):
-            self.status.set_state("thinking")
-
-    def _on_text_streamed(self, request_id: int, piece: str) -> None:
-        if not self._is_current(request_id):
-            return  # stale: a newer request exists, or the user moved on
-        self._ghost_streamed += piece
-        self.status.set_state("streaming")
-        self._show_ghost_from(self._ghost_streamed)
-
-    def _show_ghost_from(self, full_text: str) -> None:
-        """Show what remains of ``full_text`` after what the user already typed of it."""
-        position = self.editor.textCursor().position()
-        consumed = position - self._ghost_origin
-        if consumed < 0:
-            self.editor.clear_ghost()
-            return
-        typed = self.editor.toPlainText()[self._ghost_origin : position]
-        if not full_text.startswith(typed):
-            self.editor.clear_ghost()
-            return
-        self.editor.show_ghost(Ghost(position, full_text[consumed:]) if full_text[consumed:] else None)
-
-    def _on_completion_finished(self, request_id: int, result: CompletionResult, token_texts: dict[int, str]) -> None:
-        self.status.show_stats(result.stats)
+    def _on_completion_result(self, result: CompletionResult, token_texts: dict[int, str]) -> None:
         if self.inspector_dock.isVisible():
             self.inspector.show_prompt(result.prompt, result.stats, token_texts)
         self._last_result = (result, token_texts)
-        if not self._is_current(request_id):
-            return
-        self.status.set_state("idle", f"· {result.stop_reason.replace('_', ' ')}")
-        self._show_ghost_from(result.text)
 
-    def _on_completion_failed(self, request_id: int, message: str) -> None:
-        if self._is_current(request_id):
-            self.status.set_state("error")
-            self.statusBar().showMessage(f"Completion failed: {message}", 8000)
+    def _untitled_id(self) -> str:
+        return f"untitled:{new_document_id()}"
+
+    def _document_id_for(self, path: Path | None) -> str:
+        """Documents are keyed by their real path, so a file opened again finds its state
+        (and the engine its KV snapshot); an unnamed text gets a fresh key."""
+        return os.path.realpath(path) if path is not None else self._untitled_id()
 
     def _on_scrolled(self, _value: int) -> None:
         self.highlighter.set_visible_range(*self.editor.visible_block_range())
@@ -548,7 +479,13 @@ class MainWindow(QMainWindow):
     def new_file(self) -> None:
         if not self.maybe_save():
             return
-        self.editor.setPlainText("")
+        self._replacing_text = True
+        try:
+            self.editor.setPlainText("")
+        finally:
+            self._replacing_text = False
+        self.document_id = self._untitled_id()
+        self.completion.open_document(self.document_id, "", None)
         self.current_path = None
         self.set_file_state(TextFormat.default(), None)
         self.editor.document().setModified(False)
@@ -583,8 +520,6 @@ class MainWindow(QMainWindow):
         text = loaded.text
         self.editor.clear_ghost()
         self.highlighter.forget()
-        self.debounce.stop()
-        self.client.cancel_completion()
         self._replacing_text = True
         try:
             self.editor.load_text(text)
@@ -594,6 +529,8 @@ class MainWindow(QMainWindow):
         finally:
             self._replacing_text = False
         self.current_path = path
+        self.document_id = self._document_id_for(path)
+        self.completion.open_document(self.document_id, text, path)  # the session's current document now
         self.set_file_state(loaded.format, loaded.fingerprint)
         if loaded.format.note:
             self.statusBar().showMessage(loaded.format.note, 15000)
@@ -712,6 +649,7 @@ class MainWindow(QMainWindow):
         before = self.file_format
         new_format = saved_format(text, fmt)
         self.current_path = path
+        self.completion.session.set_path(self.document_id, path)
         self.set_file_state(new_format, fingerprint)
         if new_format.encoding != before.encoding or (before.mixed is not None and new_format.mixed is None):
             self.statusBar().showMessage(f"Saved as {new_format.label}.", 8000)
@@ -845,8 +783,6 @@ class MainWindow(QMainWindow):
         self.editor.finish_loading()  # a file still loading in chunks must not append to it
         self.editor.clear_ghost()
         self.highlighter.forget()
-        self.debounce.stop()
-        self.client.cancel_completion()
         self._replacing_text = True
         try:
             self.editor.setPlainText(candidate.text)
@@ -857,7 +793,13 @@ class MainWindow(QMainWindow):
         self.editor.document().setModified(True)
         cursor = self.editor.textCursor()
         cursor.setPosition(max(0, min(candidate.caret, self.editor.document().characterCount() - 1)))
-        self.editor.setTextCursor(cursor)
+        self._replacing_text = True  # the caret placed by the window: not the user's move
+        try:
+            self.editor.setTextCursor(cursor)
+        finally:
+            self._replacing_text = False
+        self.document_id = self._document_id_for(self.current_path)
+        self.completion.open_document(self.document_id, candidate.text, self.current_path)
         self.stack.setCurrentWidget(self.editor)
         self.highlighter.set_visible_range(*self.editor.visible_block_range())
         if not self.language_box.currentData():
@@ -886,8 +828,12 @@ class MainWindow(QMainWindow):
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
         for name in self.settings.recent_files:
-            self.recent_menu.addAction(name, lambda n=name: self.maybe_save() and self.open_file(Path(n)))
+            self.recent_menu.addAction(name, functools.partial(self._open_recent, Path(name)))
         self.recent_menu.setEnabled(bool(self.settings.recent_files))
+
+    def _open_recent(self, path: Path) -> None:
+        if self.maybe_save():
+            self.open_file(path)
 
     def _update_title(self) -> None:
         name = self.current_path.name if self.current_path else "untitled"
@@ -977,7 +923,7 @@ class MainWindow(QMainWindow):
         self._closing = True
         if self.compare_window is not None:
             self.compare_window.close()
-        self.debounce.stop()
+        self.completion.shutdown()
         self.recovery_timer.stop()
         self.settings.show_inspector = self.inspector_dock.isVisible()
         save_settings(self.settings)

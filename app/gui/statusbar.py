@@ -62,8 +62,33 @@ class StatusPanel(QStatusBar):
         """Numbers straight from the engine's stats for the last request."""
         self.speed_label.setText(f"prompt {stats.prompt_tps:,.0f} tok/s · gen {stats.gen_tps:,.1f} tok/s")
         self.ttft_label.setText(f"first token {stats.ttft_ms:,.0f} ms")
-        self.reuse_label.setText(f"reused {stats.cached_tokens:,}/{stats.prompt_tokens:,}")
+        self.reuse_label.setText(self._reuse_text(stats))
+        self.reuse_label.setToolTip(self._reuse_details(stats))
         self.set_context(stats.ctx_used, stats.ctx_size)
+
+    def show_prefill(self, stats: CompletionStats, cancelled: bool) -> None:
+        """Idle-time prefill: what is now ready in the KV cache for the next request."""
+        what = "prefill stopped" if cancelled else "prefilled"
+        self.reuse_label.setText(f"{what}: {self._reuse_text(stats)}")
+        self.reuse_label.setToolTip(self._reuse_details(stats))
+        self.set_context(stats.ctx_used, stats.ctx_size)
+
+    @staticmethod
+    def _reuse_text(stats: CompletionStats) -> str:
+        text = f"reused {stats.cached_tokens:,}/{stats.prompt_tokens:,}"
+        extras = [f"{n:,} {label}" for n, label in ((stats.reused_shifted, "shifted"), (stats.restored, "restored"))
+                  if n]
+        return text + (f" ({', '.join(extras)})" if extras else "")
+
+    @staticmethod
+    def _reuse_details(stats: CompletionStats) -> str:
+        return (
+            f"prompt: {stats.prompt_tokens:,} tokens\n"
+            f"reused in place: {stats.reused_exact:,}\n"
+            f"reused after shifting: {stats.reused_shifted:,}\n"
+            f"restored from the file's snapshot: {stats.restored:,}\n"
+            f"evaluated: {stats.evaluated:,}"
+        )
 
     def set_context(self, used: int, size: int) -> None:
         self.context_label.setText(f"{used:,} / {size:,}" if size else "— / —")

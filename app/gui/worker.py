@@ -1,30 +1,26 @@
 """The inference thread: one QObject on one QThread owns the engine.
 
-The GUI never touches the engine. It calls ``EngineClient`` (which lives in the GUI
-thread), which cancels whatever is outdated — thread-safe flags, honoured within one
-token or one prompt batch — and queues work to ``EngineWorker`` through signals.
-Results come back only through signals, tagged with the request id, so the GUI can
-drop anything that is no longer the newest request.
+The GUI never touches the engine. The completion session (``app.core.session``) decides
+what to ask; ``EngineClient`` (GUI thread) puts its jobs into a ``JobQueue`` — which
+cancels whatever they supersede through thread-safe flags, honoured within one token or
+one prompt batch — and wakes ``EngineWorker``, which runs the job the queue picks: the
+newest USER request first, a PREFILL only when no user is waiting. Results come back
+only through signals, tagged with the request id, so the session can drop anything that
+is no longer the newest request.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.core.engine import CancelToken, CompletionRequest, CompletionResult, Engine, EngineConfig
+from app.core.engine import CancelToken, CompletionResult, Engine, EngineConfig, PrefillResult
 from app.core.errors import CancelledError, StarpadError
+from app.core.session.jobs import JobQueue, RequestKind, SessionJob
+from app.core.session.runner import run_job
 
 log = logging.getLogger("starpad.worker")
-
-
-@dataclass(frozen=True)
-class _Job:
-    request_id: int
-    request: CompletionRequest
-    cancel: CancelToken
 
 
 class EngineWorker(QObject):
@@ -33,14 +29,17 @@ class EngineWorker(QObject):
     load_progress = Signal(float)
     model_loaded = Signal(object, float)  # ModelInfo, seconds
     model_failed = Signal(str)
-    completion_started = Signal(int)
+    completion_started = Signal(int)  # user requests only
     text_streamed = Signal(int, str)
     completion_finished = Signal(int, object, object)  # request id, CompletionResult, {token id: text}
-    completion_failed = Signal(int, str)
+    completion_failed = Signal(int, str)  # user requests and prefills
+    prefill_started = Signal(int)
+    prefill_finished = Signal(int, object)  # request id, PrefillResult
 
-    def __init__(self) -> None:
+    def __init__(self, queue: JobQueue) -> None:
         super().__init__()
         self._engine: Engine | None = None
+        self._queue = queue
 
     def _get_engine(self) -> Engine:
         if self._engine is None:
@@ -65,29 +64,41 @@ class EngineWorker(QObject):
             return
         self.model_loaded.emit(info, self._get_engine().load_seconds)
 
-    @Slot(object)
-    def complete(self, job: _Job) -> None:
-        if job.cancel.cancelled:  # superseded while queued: never started
+    @Slot()
+    def run_next(self) -> None:
+        """One wake-up per submitted job: run whichever job the queue says comes first now."""
+        queued = self._queue.pop()
+        if queued is None:  # superseded while queued: never started
             return
-        engine = self._get_engine()
-        if not engine.is_loaded:
-            self.completion_failed.emit(job.request_id, "no model is loaded")
-            return
-        self.completion_started.emit(job.request_id)
         try:
-            result: CompletionResult = engine.complete(
-                job.request, on_text=lambda piece: self.text_streamed.emit(job.request_id, piece), cancel=job.cancel
-            )
-        except StarpadError as exc:
-            self.completion_failed.emit(job.request_id, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001
-            log.exception("unexpected completion failure")
-            self.completion_failed.emit(job.request_id, f"unexpected error: {exc}")
-            return
+            engine = self._get_engine()
+            if not engine.is_loaded:
+                self.completion_failed.emit(queued.request_id, "no model is loaded")
+                return
+            if queued.kind is RequestKind.PREFILL:
+                self.prefill_started.emit(queued.request_id)
+            run_job(engine, queued, self)
+        finally:
+            self._queue.done(queued)
+
+    # The session's answer side, called by run_job in this thread: signals carry it over.
+    def on_started(self, request_id: int) -> None:
+        self.completion_started.emit(request_id)
+
+    def on_text(self, request_id: int, piece: str) -> None:
+        self.text_streamed.emit(request_id, piece)
+
+    def on_finished(self, request_id: int, result: CompletionResult) -> None:
         # Token texts for the prompt inspector, made here: the GUI never calls the engine.
+        engine = self._get_engine()
         token_texts = {token: engine.token_text(token) for token in set(result.prompt.tokens)}
-        self.completion_finished.emit(job.request_id, result, token_texts)
+        self.completion_finished.emit(request_id, result, token_texts)
+
+    def on_prefilled(self, request_id: int, result: PrefillResult) -> None:
+        self.prefill_finished.emit(request_id, result)
+
+    def on_failed(self, request_id: int, message: str) -> None:
+        self.completion_failed.emit(request_id, message)
 
     def close_engine(self) -> None:
         """Free llama.cpp memory; only after the thread has stopped."""
@@ -97,22 +108,22 @@ class EngineWorker(QObject):
 
 
 class EngineClient(QObject):
-    """The GUI thread's handle on the worker: newest request wins."""
+    """The GUI thread's handle on the worker; the session's ``JobRunner``."""
 
     _load_requested = Signal(str, object, object)
-    _complete_requested = Signal(object)
+    _wake = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._thread = QThread()
         self._thread.setObjectName("starpad-engine")
-        self.worker = EngineWorker()
+        self.queue = JobQueue()
+        self.worker = EngineWorker(self.queue)
         self.worker.moveToThread(self._thread)
         self._load_requested.connect(self.worker.load)
-        self._complete_requested.connect(self.worker.complete)
+        self._wake.connect(self.worker.run_next)
         self._load_cancel: CancelToken | None = None
-        self._completion_cancel: CancelToken | None = None
-        self._next_id = 0
+        #: The newest user request submitted (0: none yet).
         self.latest_request_id = 0
         self._thread.start()
 
@@ -127,19 +138,19 @@ class EngineClient(QObject):
         if self._load_cancel is not None:
             self._load_cancel.cancel()
 
-    def request_completion(self, request: CompletionRequest) -> int:
-        """Queue ``request``; every older request is cancelled. Returns its id."""
-        self.cancel_completion()
-        self._next_id += 1
-        self.latest_request_id = self._next_id
-        self._completion_cancel = CancelToken()
-        self._complete_requested.emit(_Job(self._next_id, request, self._completion_cancel))
-        return self._next_id
+    def submit(self, job: SessionJob) -> None:
+        """Queue ``job`` (a user request cancels every older job, a prefill older prefills)."""
+        self.queue.push(job)
+        if job.kind is RequestKind.USER:
+            self.latest_request_id = job.request_id
+        self._wake.emit()
+
+    def cancel(self, request_id: int) -> None:
+        self.queue.cancel(request_id)
 
     def cancel_completion(self) -> None:
-        if self._completion_cancel is not None:
-            self._completion_cancel.cancel()
-            self._completion_cancel = None
+        """Stop every job, queued or running."""
+        self.queue.cancel_all()
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Cancel everything, stop the thread, free the model. True if it stopped in time."""

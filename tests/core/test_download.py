@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.download import DownloadError, HubDownloader
+from app.core.download import DownloadError, HubDownloader, Progress
 from app.core.engine import CancelToken
 from app.core.errors import CancelledError
 from tests.hub_server import FakeHub, Faults
@@ -34,7 +34,7 @@ def downloader(hub: FakeHub, tmp_path: Path) -> HubDownloader:
 def test_download_verifies_and_uses_the_hf_cache_layout(tmp_path: Path, model_bytes: bytes) -> None:
     with FakeHub() as hub:
         entry = hub.add(REPO, NAME, model_bytes)
-        seen = []
+        seen: list[Progress] = []
         path = downloader(hub, tmp_path).download(REPO, NAME, progress=seen.append)
     assert path.read_bytes() == model_bytes
     assert path.is_symlink() and path.resolve().name == entry.sha256

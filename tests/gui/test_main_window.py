@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
+from app.core.engine import SamplingParams
 from app.core.ghost import Ghost
 from app.gui.main_window import MainWindow, atomic_write
 from app.gui.settings import Settings, load_settings, save_settings
@@ -68,7 +70,7 @@ def test_typing_triggers_a_completion_after_the_debounce(qtbot, window: MainWind
     window.editor.setFocus()
     with qtbot.waitSignal(window.client.worker.completion_finished, timeout=15_000) as blocker:
         qtbot.keyClicks(window.editor, "z")
-        assert window.debounce.isActive()  # not asked at once: after the debounce
+        assert window.completion.session.debounce_pending  # not asked at once: after the debounce
     request_id, result, _texts = blocker.args
     assert request_id == window.client.latest_request_id
     assert result.prompt.tokens[:2] == [1, 3]  # SPM: <fim_prefix><fim_suffix>
@@ -100,20 +102,28 @@ def test_escape_dismisses(qtbot, window: MainWindow) -> None:
     assert window.editor.toPlainText() == SOURCE
 
 
-def test_typing_the_ghost_keeps_the_rest_and_other_text_drops_it(qtbot, window: MainWindow) -> None:
+def test_typing_the_ghost_keeps_the_rest_and_other_text_drops_it(
+    qtbot, window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The random-weight model's text is unpredictable: bias it to write "zzz…" (12 tokens).
+    session = window.completion.session
+    build_request = session.build_request
+    z = window.client.worker._get_engine().tokenize("z")[0]
+    monkeypatch.setattr(session, "build_request", lambda *a: dataclasses.replace(
+        build_request(*a), sampling=SamplingParams(logit_bias=((z, 1000.0),))))
     put_caret(window, CARET)
     window.request_completion()
     wait_for_ghost(qtbot, window)
-    # The random-weight model's text is unpredictable: pin a known proposal at the caret.
-    window.editor.show_ghost(Ghost(CARET, "abc"))
+    ghost = window.editor.ghost
+    assert ghost is not None and ghost.position == CARET and set(ghost.text) == {"z"} and len(ghost.text) > 2
     requests_before = window.client.latest_request_id
-    qtbot.keyClicks(window.editor, "a")
-    assert window.editor.ghost == Ghost(CARET + 1, "bc")
-    assert window.editor.toPlainText() == SOURCE[:CARET] + "a" + SOURCE[CARET:]
-    assert not window.debounce.isActive() and window.client.latest_request_id == requests_before
+    qtbot.keyClicks(window.editor, "z")
+    assert window.editor.ghost == Ghost(CARET + 1, ghost.text[1:])
+    assert window.editor.toPlainText() == SOURCE[:CARET] + "z" + SOURCE[CARET:]
+    assert not session.debounce_pending and window.client.latest_request_id == requests_before
     qtbot.keyClicks(window.editor, "x")
     assert window.editor.ghost is None
-    assert window.debounce.isActive()  # asks again after the debounce
+    assert session.debounce_pending  # asks again after the debounce
 
 
 def test_partial_accepts_by_word_and_line(qtbot, window: MainWindow) -> None:
@@ -139,8 +149,8 @@ def test_stale_results_are_dropped(qtbot, window: MainWindow) -> None:
     # A late result for the old request changes nothing.
     shown = window.editor.ghost
     result, texts = window._last_result
-    window._on_text_streamed(first_id, "STALE")
-    window._on_completion_finished(first_id, result, texts)
+    window.completion.on_text(first_id, "STALE")
+    window.completion.on_finished(first_id, result, texts)
     assert window.editor.ghost == shown
 
 
@@ -286,7 +296,7 @@ def test_preferences_apply_and_reload_on_context_change(qtbot, window: MainWindo
     dialog.n_ctx.setCurrentIndex(dialog.n_ctx.findData(2048))
     with qtbot.waitSignal(window.client.worker.model_loaded, timeout=20_000):
         window.update_settings(dialog.result_settings())
-    assert window.settings.max_tokens == 7 and window.debounce.interval() == 400
+    assert window.settings.max_tokens == 7 and window.completion.session.settings.debounce_ms == 400
     assert window.build_request().max_tokens == 7
     put_caret(window, CARET)
     with qtbot.waitSignal(window.client.worker.completion_finished, timeout=15_000) as blocker:

@@ -79,6 +79,7 @@ def test_download_progress_then_load(qtbot, tmp_path: Path, tiny_model: Path, mo
         with qtbot.waitSignal(dialog.load_requested) as blocker:
             dialog.load_selected()
         assert Path(blocker.args[0]).read_bytes() == data
+        assert blocker.args[1] == dialog.n_ctx == 16384  # the context chosen in the dialog goes with it
 
 
 def test_cancel_leaves_the_dialog_usable(qtbot, tmp_path: Path, tiny_model: Path) -> None:
@@ -109,8 +110,8 @@ def test_loading_a_quant_that_does_not_fit_asks_first(qtbot, tmp_path: Path, tin
     dialog.table.selectRow(0)
     asked: list[str] = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: (asked.append(a[2]), QMessageBox.StandardButton.No)[1])
-    emitted: list[str] = []
-    dialog.load_requested.connect(emitted.append)
+    emitted: list[tuple[str, int]] = []
+    dialog.load_requested.connect(lambda path, n_ctx: emitted.append((path, n_ctx)))
     dialog.load_selected()
     assert asked and "too large" in asked[0] and not emitted
 

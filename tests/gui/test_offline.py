@@ -27,15 +27,16 @@ def test_editing_and_completing_attempts_no_connection(qtbot, tiny_model: Path, 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
     win = MainWindow(Settings(n_ctx=2048, debounce_ms=30, max_tokens=8, threads=2))
-    build_request = win.build_request
+    session = win.completion.session
+    build_request = session.build_request
 
     x = engine.tokenize("x")[0]
 
-    def request_that_writes_x() -> CompletionRequest:
+    def request_that_writes_x(doc_id: str | None = None) -> CompletionRequest:
         # Random weights may well end a completion at once; forcing "x" makes a ghost appear every time.
-        return dataclasses.replace(build_request(), sampling=SamplingParams(logit_bias=((x, 1000.0),)))
+        return dataclasses.replace(build_request(doc_id), sampling=SamplingParams(logit_bias=((x, 1000.0),)))
 
-    monkeypatch.setattr(win, "build_request", request_that_writes_x)
+    monkeypatch.setattr(session, "build_request", request_that_writes_x)
     win.show()
     with qtbot.waitSignal(win.client.worker.model_loaded, timeout=20_000):
         win.load_model(str(tiny_model))

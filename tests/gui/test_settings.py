@@ -37,7 +37,7 @@ def test_the_values_from_the_issue_fall_back_and_the_window_starts(qtbot, tmp_pa
     assert (loaded.debounce_ms, loaded.font_size, loaded.layout, loaded.max_tokens) == (250, 11, "spm", 12)
     window = MainWindow(loaded)  # raised OverflowError on every start before
     try:
-        assert window.debounce.interval() == 250
+        assert window.completion.session.settings.debounce_ms == 250
         assert window.build_request().layout is Layout.SPM  # every completion failed on Layout("bogus")
     finally:
         dispose(window)
@@ -48,7 +48,7 @@ INI_VALUES = st.one_of(
     st.integers(min_value=-(2**62), max_value=2**62),
     st.integers(min_value=-(2**80), max_value=2**80).map(str),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30),
     st.lists(st.text(alphabet="abc,/ =", max_size=8), max_size=3),
 )
 
@@ -67,7 +67,7 @@ def test_random_values_in_an_ini_file_load_within_range(values: dict[str, object
 
 @settings(max_examples=60, deadline=None)
 @given(st.dictionaries(st.sampled_from(setting_names()),
-                       st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+                       st.text(alphabet=st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]),
                                max_size=30)))
 def test_random_text_written_by_hand_loads_within_range(lines: dict[str, str]) -> None:
     with tempfile.TemporaryDirectory() as folder:

@@ -53,8 +53,8 @@ def test_opening_a_file_starts_no_completion(qtbot, window: MainWindow, tiny_mod
     source.write_text("".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(2000)), encoding="utf-8")
     assert window.open_file(source)
     qtbot.waitUntil(lambda: not window.editor.loading, timeout=20_000)
-    qtbot.wait(window.debounce.interval() * 5)  # well past the debounce: nothing may have fired
-    assert not window.debounce.isActive()
+    qtbot.wait(window.settings.debounce_ms * 5)  # well past the debounce: nothing may have fired
+    assert not window.completion.session.debounce_pending
     assert started == [] and window.client.latest_request_id == 0
     assert window.editor.ghost is None and window.editor.toPlainText() == source.read_text(encoding="utf-8")
     # The user's first keystroke does ask.
