@@ -63,7 +63,8 @@ def test_complete_json_matches_the_engine(tiny_model: Path, tmp_path: Path, layo
     data = json.loads(proc.stdout)
     assert set(data) >= {"text", "prompt_tokens", "stop_reason", "stats"}
     assert set(data["stats"]) == {"prompt_tokens", "cached_tokens", "generated_tokens", "prompt_ms", "ttft_ms",
-                                  "prompt_tps", "gen_tps", "ctx_used", "ctx_size"}
+                                  "prompt_tps", "gen_tps", "ctx_used", "ctx_size", "reused_exact",
+                                  "reused_shifted", "restored", "evaluated", "fresh_spans"}
     assert data["stats"]["ctx_size"] == 2048
     engine = Engine()
     engine.load(tiny_model, EngineConfig(n_ctx=2048))

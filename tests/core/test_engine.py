@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.core.engine import CancelToken, CompletionRequest, Engine, EngineConfig, SamplingParams
+from app.core.reuse_plan import ReuseMode
 from app.core.errors import NoModelError
 from app.core.fim import Layout
 from app.core.textstream import Utf8Stream, repeats_suffix_at
@@ -106,11 +107,19 @@ def test_kv_cache_reuse_on_one_more_character(engine: Engine) -> None:
     assert second.stats.cached_tokens >= first.stats.prompt_tokens - 2
 
 
-def test_psm_reuses_less_than_spm_when_typing(engine: Engine) -> None:
+def test_psm_typing_re_reads_the_suffix_exactly_or_moves_it_fast(engine: Engine) -> None:
+    n_suffix = len(engine.tokenize(SUFFIX))
+    engine.reuse_mode = ReuseMode.EXACT
     engine.complete(request(layout=Layout.PSM))
-    psm = engine.complete(request(layout=Layout.PSM, prefix=PREFIX + "f"))
-    # PSM: everything after the caret is re-evaluated after one typed character.
-    assert psm.stats.prompt_tokens - psm.stats.cached_tokens > len(engine.tokenize(SUFFIX))
+    exact = engine.complete(request(layout=Layout.PSM, prefix=PREFIX + "f"))
+    # PSM, exact: everything after the caret is re-evaluated after one typed character.
+    assert exact.stats.evaluated > n_suffix and exact.stats.reused_shifted == 0
+    engine.reuse_mode = ReuseMode.FAST
+    engine.reset_cache()
+    engine.complete(request(layout=Layout.PSM))
+    fast = engine.complete(request(layout=Layout.PSM, prefix=PREFIX + "ff"))
+    # Fast: the suffix's cached values move right by the typed token; only that is evaluated.
+    assert fast.stats.evaluated < n_suffix and fast.stats.reused_shifted >= n_suffix
 
 
 def test_greedy_is_deterministic_across_engines(tiny_model: Path, engine: Engine) -> None:
