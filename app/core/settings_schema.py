@@ -155,6 +155,8 @@ class Settings:
     n_ctx: int = _setting(16384, IntRange(MIN_N_CTX, MAX_N_CTX))
     auto_complete: bool = _setting(True, Flag())
     layout: str = _setting("spm", Choice(("spm", "psm")))
+    #: KV-cache reuse: "fast" moves cached tokens (approximate), "exact" only reuses what a cold run computes.
+    cache_reuse: str = _setting("fast", Choice(("fast", "exact")))
     use_repo_context: bool = _setting(False, Flag())
     indent_with_spaces: bool = _setting(True, Flag())
     indent_width: int = _setting(4, IntRange(1, 16))

@@ -39,6 +39,7 @@ from app.core.errors import (
     UnencodableTextError,
 )
 from app.core.model_info import ModelInfo
+from app.core.reuse_plan import ReuseMode
 from app.core.recovery import DocumentSnapshot, RecoveryCandidate, RecoveryStore, Resolution, new_document_id
 from app.core.session import RequestOutcome
 from app.core.textfile import (
@@ -286,7 +287,9 @@ class MainWindow(QMainWindow):
 
     def update_settings(self, new: Settings) -> None:
         """Apply changed settings now; a new context size applies at the next load."""
-        reload_needed = new.n_ctx != self.settings.n_ctx or new.threads != self.settings.threads
+        reload_needed = (new.n_ctx, new.threads, new.cache_reuse) != (
+            self.settings.n_ctx, self.settings.threads, self.settings.cache_reuse
+        )
         for field_name, value in vars(new).items():
             setattr(self.settings, field_name, value)
         self.apply_settings()
@@ -347,6 +350,7 @@ class MainWindow(QMainWindow):
 
     def load_model(self, path: str) -> None:
         config = EngineConfig(n_ctx=self.settings.n_ctx, n_threads=self.settings.threads or None,
+                              reuse=ReuseMode(self.settings.cache_reuse),
                               clamp_to_trained=True)  # a preference for every model: lowered with a note
         self.status.set_state("loading", Path(path).name)
         self.completion.session.set_model_ready(False)

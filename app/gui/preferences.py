@@ -69,6 +69,10 @@ class PreferencesDialog(QDialog):
         for size in sorted({*CONTEXT_SIZES, settings.n_ctx}):
             self.n_ctx.addItem(f"{size:,} tokens", size)
         self.n_ctx.setCurrentIndex(max(0, self.n_ctx.findData(settings.n_ctx)))
+        self.cache_reuse = QComboBox()
+        self.cache_reuse.addItem("Fast: move cached code after clicks and jumps", "fast")
+        self.cache_reuse.addItem("Exact: reuse only what a fresh run computes", "exact")
+        self.cache_reuse.setCurrentIndex(max(0, self.cache_reuse.findData(settings.cache_reuse)))
         self.spaces = _check("Indent with spaces", settings.indent_with_spaces)
         self.indent_width = _int_spin("indent_width", settings.indent_width)
         self.font_size = _int_spin("font_size", settings.font_size)
@@ -80,6 +84,7 @@ class PreferencesDialog(QDialog):
         form.addRow("Debounce", self.debounce)
         form.addRow("Threads", self.threads)
         form.addRow("Context size (next load)", self.n_ctx)
+        form.addRow("Cache reuse", self.cache_reuse)
         form.addRow("", self.spaces)
         form.addRow("Indent width", self.indent_width)
         form.addRow("Font size", self.font_size)
@@ -100,6 +105,7 @@ class PreferencesDialog(QDialog):
             debounce_ms=self.debounce.value(),
             threads=self.threads.value(),
             n_ctx=int(self.n_ctx.currentData()),
+            cache_reuse=str(self.cache_reuse.currentData()),
             indent_with_spaces=self.spaces.isChecked(),
             indent_width=self.indent_width.value(),
             font_size=self.font_size.value(),

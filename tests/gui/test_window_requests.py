@@ -3,6 +3,7 @@ name, and no completion for merely opening a file (pytest-qt, real worker and mo
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+from app.core.engine import EngineConfig
 from app.gui.main_window import MainWindow
 from app.gui.settings import Settings
 
@@ -77,3 +79,19 @@ def test_repo_name_comes_from_the_files_git_root_not_the_working_folder(
     request = window.build_request()
     assert request.repo_name == "my-project"
     assert request.path == "pkg/core.py"
+
+
+def test_the_cache_reuse_preference_reaches_the_engine(qtbot, window: MainWindow, tiny_model: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core.reuse_plan import ReuseMode
+
+    sent: list[EngineConfig] = []
+    load = window.client.load_model
+    monkeypatch.setattr(window.client, "load_model", lambda path, config: (sent.append(config), load(path, config)))
+    with qtbot.waitSignal(window.client.worker.model_loaded, timeout=20_000):
+        window.load_model(str(tiny_model))
+    assert sent[-1].reuse is ReuseMode.FAST  # the default the edit-session benchmark justifies
+    changed = dataclasses.replace(window.settings, cache_reuse="exact")
+    with qtbot.waitSignal(window.client.worker.model_loaded, timeout=20_000):
+        window.update_settings(changed)  # a different reuse mode reloads the model with it
+    assert sent[-1].reuse is ReuseMode.EXACT
