@@ -205,8 +205,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
     prefix, suffix = _prompt_from_args(args)
 
     engine = Engine()
-    info = engine.load(args.model, EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads))
-    notes = [*_threads_note(args.threads), *info.notes]
+    gpu_layers, gpu_note = _gpu_layers_for(args.model, args.n_gpu_layers, args.n_ctx)
+    info = engine.load(args.model, EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, n_gpu_layers=gpu_layers))
+    notes = [*_threads_note(args.threads), *gpu_note, *info.notes]
     if engine.n_ctx != args.n_ctx:
         notes.append(f"llama.cpp rounds the context up to {engine.n_ctx:,} tokens (asked for {args.n_ctx:,})")
     for note in notes:
@@ -261,15 +262,51 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gpu_layers_for(model: Path, requested: int, n_ctx: int) -> tuple[int, list[str]]:
+    """``--n-gpu-layers`` (auto/all/N) → llama.cpp's count for this model, and a note
+    when it says where the model runs or why the GPU is not used."""
+    if requested == 0:
+        return 0, []
+    from app.core.memory_fit import offload_for_model
+    from app.core.model_info import model_info
+    from app.core.offload import AUTO
+
+    plan = offload_for_model(requested, model_info(model), n_ctx)
+    if plan.on_gpu:
+        return plan.n_gpu_layers, [f"runs on {plan.device}: {plan.placement()} ({plan.reason})"]
+    return 0, ([] if requested == AUTO and plan.reason == "this llama.cpp was built without a GPU backend"
+               else [f"runs on the CPU: {plan.reason}"])
+
+
+def _machine_speed(args: argparse.Namespace) -> Any:
+    """The machine check's numbers: cached, or measured now (first run, ``--recheck``)."""
+    from app.core.engine import default_threads
+    from app.core.machine_check import load_cached, run_machine_check
+    from app.core.speed import CHECKED_QUANTS
+
+    if args.no_speed:
+        return None
+    threads = args.threads or default_threads()
+    speed = None if args.recheck else load_cached(threads)
+    if speed is None:
+        _note(f"checking this machine's speed ({threads} threads, about 20 s; cached for next time)")
+        speed = run_machine_check(list(CHECKED_QUANTS), threads)
+    return speed
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from app.core.catalog import builtin_catalog
     from app.core.memory_fit import MemoryInfo, detect_memory, fit_report
+    from app.core.speed import SpeedTarget
     from app.core.units import format_bytes
 
     memory = detect_memory()
     if args.ram_gb is not None:  # what-if: judge for another machine
         memory = MemoryInfo(int(args.ram_gb * 1e9), int(args.ram_gb * 1e9), memory.gpus, memory.unified)
-    report = fit_report(builtin_catalog(), memory, args.ctx, use_mmap=args.mmap)
+    speed = _machine_speed(args)
+    target = SpeedTarget(min_gen_tps=args.min_gen_tps, max_prompt_seconds=args.max_prompt_seconds)
+    report = fit_report(builtin_catalog(), memory, args.ctx, use_mmap=args.mmap, speed=speed, target=target,
+                        n_gpu_layers=args.n_gpu_layers)
     if args.json:
         _print_json(report.to_json())
         return 0
@@ -277,14 +314,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
           f"context {args.ctx:,} tokens")
     for gpu in memory.gpus:
         print(f"GPU {gpu.name}: {format_bytes(gpu.total_bytes)} ({format_bytes(gpu.free_bytes)} free)")
+    if speed is not None:
+        print(f"speed: {speed.bandwidth_bytes_per_s / 1e9:.1f} GB/s read, {speed.threads} threads "
+              f"(machine check; --recheck to measure again); target ≥ {target.min_gen_tps:g} tok/s and a "
+              f"{target.prompt_tokens:,}-token prompt ≤ {target.max_prompt_seconds:g} s")
     for row in report.rows:
         mark = {"fits": "fits", "tight": "tight", "too_large": "too large"}[row.verdict]
         star = "  ← recommended" if report.recommended == row.entry else ""
+        speed_text = f"  {row.speed.summary()}" if row.speed else ""
+        where = f"  {row.offload.placement()}" if row.offload and row.offload.on_gpu else ""
         print(f"  {row.entry.family:<15} {row.entry.quant:<7} file {format_bytes(row.entry.size_bytes):>9}  "
               f"needs {format_bytes(row.need.total_bytes):>9}"
               + (f" ({format_bytes(row.need.reclaimable_bytes)} reclaimable)" if row.need.reclaimable_bytes else "")
               + "  "
-              f"{mark}{star}")
+              f"{mark:<9}{speed_text}{where}{star}")
+    print(report.reason)
     return 0
 
 
@@ -361,6 +405,138 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """HumanEval-Infilling pass@1: of models, of given completions, or of the canonical
+    solutions (the harness's own check). Ctrl+C stops after the running program; the run
+    folder keeps what finished, and the same command resumes there."""
+    import signal
+
+    from app.core.engine import CancelToken
+    from app.core.evaluation.dataset import Selection, Subset
+    from app.core.evaluation.runner import (
+        ORACLE, EvalSettings, evaluate_completions, evaluate_models, oracle_samples, read_samples, subset_of,
+    )
+    from app.core.evaluation.sandbox import Sandbox, SandboxConfig
+
+    if args.seed is not None and args.sample is None:
+        raise UsageError("--seed goes with --sample N")
+    samples = read_samples(args.samples) if args.samples is not None else None
+    if samples is not None and (args.limit is not None or args.sample is not None):
+        raise UsageError("--limit and --sample choose problems for a model or --oracle; --samples runs every line")
+    subset = Subset(args.subset) if args.subset else None
+    if subset is None and samples is not None:
+        subset = subset_of(samples[0][0])
+        if subset is None:
+            raise UsageError(f"cannot tell the subset of task {samples[0][0]!r}: give --subset")
+    settings = EvalSettings(
+        subset=subset or Subset.RANDOM_SPAN_LIGHT,
+        selection=Selection(limit=args.limit, sample=args.sample, seed=args.seed or 0),
+        max_tokens=args.max_tokens, n_ctx=args.n_ctx, threads=args.threads,
+        sandbox=SandboxConfig(timeout_s=args.timeout, workers=args.workers, use_bwrap=not args.no_bwrap),
+    )
+    for note in _threads_note(args.threads):
+        _note(note)
+    sandbox = Sandbox(settings.sandbox)
+    sandbox.check()
+    missing = sandbox.describe_missing()
+    if missing:
+        _note(missing)
+    cancel = CancelToken()
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        cancel.cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C stops at once
+        print("\nstopping after the running program (Ctrl+C again to quit now)…", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    progress = _EvalProgress()
+    try:
+        if args.models:
+            report = evaluate_models(list(args.models), settings, sandbox=sandbox, out=args.out,
+                                     on_progress=progress, cancel=cancel)
+        else:
+            given = samples if samples is not None else oracle_samples(settings)
+            label = ORACLE if samples is None else args.samples.name
+            report = evaluate_completions(given, label, settings, sandbox=sandbox, on_progress=progress,
+                                          cancel=cancel)
+            if args.out:
+                _write_results(args.out, report)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.end()
+    for note in report.notes:
+        if note != missing:
+            _note(note)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.to_markdown())
+        for score in report.scores:
+            if score.run_folder:
+                resumed = f" ({score.resumed} taken over from an earlier run)" if score.resumed else ""
+                print(f"{Path(score.model).name}: per-problem results in {score.run_folder}/results.jsonl{resumed}",
+                      file=sys.stderr)
+    if report.cancelled:
+        where = " (the same command resumes where it stopped)" if args.models else ""
+        print(f"starpad: interrupted: the scores above cover what finished{where}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _write_results(folder: Path, report: Any) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "results.jsonl").open("w", encoding="utf-8") as stream:
+        for record in report.results:
+            stream.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+
+
+class _EvalProgress:
+    """A progress bar with ETA on stderr; on a pipe, one line per tenth instead of redraws."""
+
+    WIDTH = 24
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._shown_at = 0.0
+        self._last_tenth: tuple[int, int] = (-1, -1)
+        self._drawn = False
+
+    def __call__(self, p: Any) -> None:
+        import time
+
+        now = time.monotonic()
+        final = p.done == p.total
+        tenth = (p.model_index, p.done * 10 // max(1, p.total))
+        if self._tty and not final and now - self._shown_at < 0.2 and p.stage == "running":
+            return
+        if not self._tty and tenth == self._last_tenth and p.stage == "running":
+            return
+        self._shown_at, self._last_tenth = now, tenth
+        filled = self.WIDTH * p.done // max(1, p.total)
+        eta = f"ETA {_duration(p.eta_s)}" if p.eta_s is not None and not final else ""
+        name = Path(p.model).name
+        line = (f"[{p.model_index + 1}/{p.model_count}] {name} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+                f"{p.done:,}/{p.total:,}  {p.passed:,} passed  {eta}" if p.stage == "running"
+                else f"[{p.model_index + 1}/{p.model_count}] {name}: {p.stage}…")
+        if self._tty:
+            sys.stderr.write("\r" + line.ljust(100)[:120])
+            self._drawn = True
+        else:
+            sys.stderr.write(line.rstrip() + "\n")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
 def _threads_note(threads: int | None) -> list[str]:
     """More threads than cores: not an error (another machine may run the same script),
     but worth a word, since llama.cpp then runs slower."""
@@ -378,6 +554,22 @@ N_CTX_HELP = f"context tokens, {MIN_N_CTX} to the model's trained context (llama
 #: ggml's thread pool has room for 512 threads (GGML_MAX_N_THREADS); more crashed llama.cpp.
 THREADS = int_range(1, MAX_THREADS)
 THREADS_HELP = f"1 to {MAX_THREADS} (default: physical cores)"
+
+
+def gpu_layers(text: str) -> int:
+    """An argparse ``type=`` for ``--n-gpu-layers auto|all|N`` (app.core.offload's encoding)."""
+    from app.core.offload import parse_gpu_layers
+
+    try:
+        return parse_gpu_layers(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace(repr(text), _show(text))) from None
+
+
+GPU_LAYERS = gpu_layers
+GPU_LAYERS_HELP = "layers offloaded to the GPU: auto (as many as fit in free VRAM), all, or 0 to 999 (default 0)"
+EVAL_SUBSETS = ("single-line", "multi-line", "random-span", "random-span-light")
+MAX_EVAL_PROBLEMS = 100_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -406,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=42, help=f"0 to {MAX_SEED}")
     p.add_argument("--n-ctx", type=N_CTX, default=16384, help=N_CTX_HELP)
     p.add_argument("--threads", type=THREADS, default=None, help=THREADS_HELP)
+    p.add_argument("--n-gpu-layers", type=GPU_LAYERS, default=0, help=GPU_LAYERS_HELP)
     p.add_argument("--single-line", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_complete)
@@ -414,6 +607,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mmap", action="store_true", help="estimate for loading with mmap (Starpad loads without)")
     p.add_argument("--ram-gb", type=finite_float(0, MAX_RAM_GB, lo_open=True),
                    help="judge for this much available RAM instead of this machine's")
+    p.add_argument("--recheck", action="store_true", help="measure this machine's speed again (about 20 s)")
+    p.add_argument("--no-speed", action="store_true", help="memory only: no speed check or predictions")
+    p.add_argument("--threads", type=THREADS, default=None, help=THREADS_HELP)
+    p.add_argument("--min-gen-tps", type=finite_float(0, 1000, lo_open=True), default=8.0,
+                   help="usability target: generated tokens/s (default 8)")
+    p.add_argument("--max-prompt-seconds", type=finite_float(0, 3600, lo_open=True), default=30.0,
+                   help="usability target: seconds for a 1,024-token prompt (default 30)")
+    p.add_argument("--n-gpu-layers", type=GPU_LAYERS, default=0, help=GPU_LAYERS_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
     p = verbs.add_parser("compare", help="run one prompt on 2-4 quants and compare speed, memory, quality")
@@ -428,6 +629,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=output_dir, help="also write comparison.md and comparison.json into this folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = verbs.add_parser("eval", help="HumanEval-Infilling pass@1 of quants; programs run in a sandbox")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--models", type=Path, nargs="+", help="GGUF files, scored one after another")
+    source.add_argument("--samples", type=Path, help="JSON lines of task_id and completion (no model)")
+    source.add_argument("--oracle", action="store_true", help="the canonical solutions: must score 100 %%")
+    p.add_argument("--subset", choices=EVAL_SUBSETS, default=None,
+                   help="default: random-span-light (for --samples: read from the task ids)")
+    chosen = p.add_mutually_exclusive_group()
+    chosen.add_argument("--limit", type=int_range(1, MAX_EVAL_PROBLEMS), help="the first N problems")
+    chosen.add_argument("--sample", type=int_range(1, MAX_EVAL_PROBLEMS), help="N problems drawn with --seed")
+    p.add_argument("--seed", type=SEED, default=None, help=f"for --sample, 0 to {MAX_SEED} (default 0)")
+    p.add_argument("--max-tokens", type=MAX_TOKENS, default=128, help=f"1 to {MAX_NEW_TOKENS} (default 128)")
+    p.add_argument("--n-ctx", type=N_CTX, default=4096, help=N_CTX_HELP)
+    p.add_argument("--threads", type=THREADS, default=None, help=THREADS_HELP)
+    p.add_argument("--timeout", type=finite_float(0.5, 600), default=3.0, help="seconds per program (default 3)")
+    p.add_argument("--workers", type=int_range(1, 16), default=2, help="programs run at once (default 2)")
+    p.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap (fewer protections)")
+    p.add_argument("--out", type=output_dir, help="run folder (default: one per model under the app's data folder)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = verbs.add_parser("download", help="download a model file from the Hub (resumable, sha256-verified)")
     p.add_argument("repo")
@@ -446,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-VERBS = ("inspect", "complete", "fit", "compare", "download", "models", "bench")
+VERBS = ("inspect", "complete", "fit", "compare", "eval", "download", "models", "bench")
 
 
 def cmd_bench(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 from app.core.units import format_bytes
 from bench.harness import TARGETS
 
-PLOTS = ("overhead.png", "retype.png", "ui_stalls.png", "memory.png")
+PLOTS = ("overhead.png", "retype.png", "ui_stalls.png", "memory.png", "edit_session.png")
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -112,11 +112,79 @@ def markdown(results: dict[str, Any], plot_prefix: str = "") -> str:
                   f"{format_bytes(model['size_bytes'])} = {_fmt(bw.get('limit_tps'), '.2f')} tok/s at most; "
                   f"Starpad generates {_fmt(bw.get('starpad_tg_tps'), '.2f')} tok/s = "
                   f"**{_fmt(bw.get('fraction'), '.2f')}** of the limit."]
+    lines += _edit_session_lines(results.get("edit_session", {}))
     errors = [f"- {k}: {v['error']}" for k, v in results.items() if isinstance(v, dict) and "error" in v]
     if errors:
         lines += ["", "## Failed scenarios", "", *errors]
     lines += ["", *[f"![{p}]({plot_prefix}{p})" for p in PLOTS], ""]
     return "\n".join(lines)
+
+
+def _seconds(ms: float | None) -> str:
+    if ms is None:
+        return "—"
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def _edit_session_lines(es: dict[str, Any]) -> list[str]:
+    """The editing-session tables: targets, both peers per event, the quality check."""
+    if not es.get("rows"):
+        return []
+    ratio_target = TARGETS["edit_peer_ratio"]
+    lines = [
+        "", f"## Editing session (CPython's json/decoder.py and json/encoder.py; debounce {es['debounce_ms']} ms, "
+        f"keystrokes {es['keystroke_ms']:.0f} ms apart, reuse mode {es.get('reuse_mode', '?')}, "
+        f"{es['max_tokens']} tokens per completion)", "",
+        "| Measure | Starpad | llama-server (llama.vscode) | Target | |", "|---|---|---|---|---|",
+    ]
+    for key, label, target in (("ttft_ms_median", "TTFT median, events after the first in a file",
+                                TARGETS["edit_ttft_ms_median"]),
+                               ("ttft_ms_p90", "TTFT 90th percentile", TARGETS["edit_ttft_ms_p90"]),
+                               ("first_open_ttft_ms", "First completion in a just-opened file",
+                                TARGETS["edit_first_open_ttft_ms"])):
+        mine, peer = es.get(key), es.get(f"peer_{key}")
+        lines.append(f"| {label} | {_seconds(mine)} | {_seconds(peer)} | ≤ {_seconds(target)} | "
+                     f"{_verdict(None if mine is None else mine <= target)} |")
+    for key, label in (("ratio_median", "median"), ("ratio_p90", "90th percentile")):
+        value = es.get(key)
+        lines.append(f"| Starpad / llama-server, {label} | {_fmt(value, '.3f')} | | ≤ {ratio_target:.2f} | "
+                     f"{_verdict(None if value is None else value <= ratio_target)} |")
+    peers = {row["index"]: row for row in es.get("peer_rows", [])}
+    lines += ["", "| # | event | file:line | Starpad TTFT | evaluated / exact / moved / restored | "
+              "llama-server TTFT | evaluated / cached |", "|---|---|---|---|---|---|---|"]
+    for row in es["rows"]:
+        peer = peers.get(row["index"])
+        served = " (cache)" if row["served"] == "cache" else ""
+        peer_cells = ("— | —" if peer is None else
+                      f"{_seconds(peer['ttft_ms'])}{' (cache)' if peer['served'] == 'cache' else ''} | "
+                      f"{peer['evaluated']:,} / {peer['reused_exact']:,}")
+        first = " (first)" if row["first_in_file"] else ""
+        lines.append(
+            f"| {row['index']} | {row['kind']}{first} | {Path(row['file']).name}:{row['line']} | "
+            f"{_seconds(row['ttft_ms'])}{served} | {row['evaluated']:,} / {row['reused_exact']:,} / "
+            f"{row['reused_shifted']:,} / {row['restored']:,} | {peer_cells} |")
+    if "peer_error" in es:
+        lines.append(f"\nllama-server peer not measured: {es['peer_error']}")
+    quality = es.get("quality", {})
+    if "skipped" in quality:
+        lines.append(f"\nQuality of moved KV blocks not measured: {quality['skipped']}")
+    elif quality:
+        lines += ["", f"### Quality of moved KV blocks ({quality['model']}, teacher-forced top-1 agreement with a "
+                  f"cold run over {quality['n_tokens']} tokens; control: the same prompt exact but in another "
+                  "batch split)", "",
+                  "| event type | events | fast top-1 | control top-1 | fast identical | control identical |",
+                  "|---|---|---|---|---|---|"]
+        for kind, k in quality["by_kind"].items():
+            lines.append(f"| {kind} | {k['events']} | {k['approx_top1_pct']:.1f} % | {k['control_top1_pct']:.1f} % | "
+                         f"{k['approx_identical']} | {k['control_identical']} |")
+        lines.append(f"| **all** | {len(quality['rows'])} | {_fmt(quality['approx_top1_pct'], '.1f')} % | "
+                     f"{_fmt(quality['control_top1_pct'], '.1f')} % | "
+                     f"{_fmt(quality['approx_identical_pct'], '.0f')} % | "
+                     f"{_fmt(quality['control_identical_pct'], '.0f')} % |")
+        lines.append(f"\nWorst event type: {quality['worst_event_type']} (fast "
+                     f"{_fmt(quality['worst_approx_top1_pct'], '.1f')} % vs control "
+                     f"{_fmt(quality['worst_control_top1_pct'], '.1f')} %).")
+    return lines
 
 
 def plots(results: dict[str, Any], out: Path) -> list[Path]:
@@ -188,6 +256,29 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         ax.set_title("Memory after load")
         ax.legend(fontsize=8)
         save(fig, "memory.png")
+    es = results.get("edit_session", {})
+    if es.get("rows"):
+        fig, ax = plt.subplots(figsize=(9, 3.8))
+        rows = es["rows"]
+        peers = {row["index"]: row for row in es.get("peer_rows", [])}
+        xs = list(range(len(rows)))
+        floor = 1.0  # ms: a cache hit (0 ms) still shows on the log scale
+
+        def heights(series: list[dict[str, Any] | None]) -> list[float]:
+            return [max(floor, r["ttft_ms"]) if r is not None and r["ttft_ms"] is not None else 0.0 for r in series]
+
+        ax.bar([x - 0.2 for x in xs], heights(list(rows)), 0.4, label="Starpad", color="#3b7dd8")
+        if peers:
+            ax.bar([x + 0.2 for x in xs], heights([peers.get(r["index"]) for r in rows]), 0.4,
+                   label="llama-server (llama.vscode)", color="#999999")
+        ax.axhline(TARGETS["edit_ttft_ms_median"], color="red", linestyle="--", linewidth=1, label="1 s")
+        ax.set_xticks(xs, [f"{r['kind']}{' *' if r['first_in_file'] else ''}" for r in rows], rotation=35,
+                      ha="right", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("debounce → first token (ms, log)")
+        ax.set_title("Editing session, per event (* first in a file; cache hits drawn at 1 ms)")
+        ax.legend(fontsize=8)
+        save(fig, "edit_session.png")
     return written
 
 

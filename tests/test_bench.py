@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,11 +43,42 @@ def test_quick_benchmark_writes_json_markdown_and_plots(tiny_model: Path, tmp_pa
     assert spm["evaluated_tokens"]["+1 char"] <= 4
     psm = next(r for r in results["retype"]["runs"] if r["peer"] == "starpad" and r["layout"] == "psm")
     assert psm["evaluated_tokens"]["+1 char"] >= 400  # the suffix after the caret is re-read in PSM
+    _check_edit_session(results, summary)
     assert "| Generation speed vs" in (out / "summary.md").read_text()
-    for png in ("overhead.png", "retype.png", "ui_stalls.png", "memory.png"):
+    assert "## Editing session" in (out / "summary.md").read_text()
+    for png in ("overhead.png", "retype.png", "ui_stalls.png", "memory.png", "edit_session.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     # A quick run never touches the committed results.
     assert _latest_stamp() == latest_before
+
+
+def _check_edit_session(results: dict[str, Any], summary: dict[str, Any]) -> None:
+    """The editing session ran through the session and the engine, event by event."""
+    from bench.harness import EDIT_SESSION_KEYS
+
+    es = results["edit_session"]
+    assert "error" not in es, es.get("traceback")
+    assert set(EDIT_SESSION_KEYS) <= set(summary["edit_session"])
+    kinds = [row["kind"] for row in es["rows"]]
+    for kind in ("open", "type", "click", "jump", "new line + indent", "accept (Tab)", "paste 10 lines", "undo",
+                 "switch (first visit)", "switch back"):
+        assert kind in kinds, kind
+    assert [row["first_in_file"] for row in es["rows"]].count(True) == 2  # decoder.py, then encoder.py
+    assert es["first_open_ttft_ms"] > 0 and es["ttft_ms_median"] >= 0 and es["ttft_ms_p90"] >= es["ttft_ms_median"]
+    engine_rows = [row for row in es["rows"] if row["served"] == "engine"]
+    assert engine_rows and all(row["ttft_ms"] > 0 for row in engine_rows)
+    for row in engine_rows:
+        assert row["prompt_tokens"] == row["reused_exact"] + row["reused_shifted"] + row["evaluated"]
+    # A click a few lines away keeps almost all of a 3,000-token prompt (moved or idle-prefilled).
+    click = next(row for row in es["rows"] if row["kind"] == "click")
+    assert click["prompt_tokens"] > 2500 and click["evaluated"] <= max(64, click["prompt_tokens"] // 20)
+    assert "peer_ttft_ms_median" in es and "peer_ttft_ms_p90" in es
+    # The quick run checks the quality code path on the tiny model itself.
+    assert es["quality"]["model"] == "tiny.gguf" or es["quality"]["model"].endswith(".gguf")
+    for key in ("approx_top1_pct", "control_top1_pct", "approx_identical_pct", "control_identical_pct",
+                "worst_approx_top1_pct", "worst_control_top1_pct"):
+        assert 0.0 <= es[key] <= 100.0, key
+    assert es["worst_event_type"] in kinds
 
 
 def test_bench_without_a_model_explains_what_to_pass(tmp_path: Path) -> None:

@@ -134,7 +134,8 @@ def llama_cpp_version() -> str:
 
 def machine_key(threads: int) -> str:
     """What must match for cached numbers to stand for this machine."""
-    return f"{cpu_name()}|{os.cpu_count() or 1} cores|{threads} threads|llama.cpp {llama_cpp_version()}|v{CHECK_VERSION}"
+    cores = os.cpu_count() or 1
+    return f"{cpu_name()}|{cores} cores|{threads} threads|llama.cpp {llama_cpp_version()}|v{CHECK_VERSION}"
 
 
 def cache_path() -> Path:

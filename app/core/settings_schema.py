@@ -165,6 +165,12 @@ class Settings:
     show_inspector: bool = _setting(False, Flag())
     last_model: str = _setting("", Text())
     download_dir: str = _setting("", Text())  # "" = the Hugging Face cache
+    #: Layers llama.cpp offloads to the GPU: -1 auto (as many as fit in free VRAM), 0 none,
+    #: 999 all (app.core.offload).
+    n_gpu_layers: int = _setting(-1, IntRange(-1, 999))
+    #: The usability target the model dialog recommends by (app.core.speed.SpeedTarget).
+    target_gen_tps: float = _setting(8.0, FloatRange(0.0, 1000.0, lo_open=True))
+    target_prompt_seconds: float = _setting(30.0, FloatRange(0.0, 3600.0, lo_open=True))
     recent_files: list[str] = _setting([], TextList())
 
 

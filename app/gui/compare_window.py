@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableWidget,
+    QTabWidget,
     QTableWidgetItem,
     QTextBrowser,
     QVBoxLayout,
@@ -32,6 +33,7 @@ from app.core.errors import CancelledError, StarpadError
 from app.core.local_models import find_local_models
 from app.core.units import format_bytes
 from app.gui.plotting import pg
+from app.gui.quality_tab import QualityTab
 
 log = logging.getLogger("starpad.compare")
 
@@ -155,14 +157,20 @@ class CompareWindow(QWidget):
         right.addWidget(self.outputs)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 2)
+        self._thread = QThread()
+        self._thread.setObjectName("starpad-compare")
+        # One thread for both tabs: a speed run and a quality run queue, never hold two models.
+        self.quality = QualityTab(self._thread, self.selected_models, lambda: self._cancel is not None)
+        self.quality.running_changed.connect(self._on_quality_running)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(right, "Speed")
+        self.tabs.addTab(self.quality, "Quality")
         layout = QGridLayout(self)
         layout.addWidget(left_widget, 0, 0)
-        layout.addWidget(right, 0, 1)
+        layout.addWidget(self.tabs, 0, 1)
         layout.addWidget(self.status, 1, 0, 1, 2)
         layout.setColumnStretch(1, 1)
 
-        self._thread = QThread()
-        self._thread.setObjectName("starpad-compare")
         self.worker = CompareWorker()
         self.worker.moveToThread(self._thread)
         self._run_requested.connect(self.worker.run)
@@ -219,7 +227,14 @@ class CompareWindow(QWidget):
     # ---------------------------------------------------------------- run
     @property
     def running(self) -> bool:
-        return self._cancel is not None
+        return self._cancel is not None or self.quality.running
+
+    def _on_quality_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.running_changed.emit(running)
+        if not running and self.quality.report is not None:
+            self.export_md.setEnabled(True)
+            self.export_json.setEnabled(True)
 
     def run(self, settings: CompareSettings | None = None) -> None:
         models = self.selected_models()
@@ -316,7 +331,7 @@ class CompareWindow(QWidget):
         self.plot.addItem(pg.ScatterPlotItem(spots=spots))
 
     def _export(self, kind: str) -> None:
-        if self.report is None:
+        if self.report is None and self.quality.report is None:
             return
         suffix = "Markdown (*.md)" if kind == "md" else "JSON (*.json)"
         path, _ = QFileDialog.getSaveFileName(self, "Export comparison", f"comparison.{kind}", suffix)
@@ -324,17 +339,31 @@ class CompareWindow(QWidget):
             self.export_to(Path(path))
 
     def export_to(self, path: Path) -> None:
-        assert self.report is not None
+        """The speed comparison and the quality scores, whichever ran, in one file."""
         import json
 
-        text = self.report.to_markdown() if path.suffix == ".md" else json.dumps(self.report.to_json(), indent=2)
+        quality = self.quality.report
+        if path.suffix == ".md":
+            parts = [self.report.to_markdown()] if self.report is not None else []
+            if quality is not None:
+                parts.append("## Quality (HumanEval-Infilling)\n\n" + quality.to_markdown())
+            text = "\n\n".join(parts)
+        else:
+            data: dict[str, object] = self.report.to_json() if self.report is not None else {}
+            if quality is not None:
+                data["quality"] = {"subset": quality.subset.value, "selection": quality.selection,
+                                   "notes": quality.notes, **quality.to_json()}
+            text = json.dumps(data, indent=2)
         path.write_text(text, encoding="utf-8")
         self.status.setText(f"Exported {path}")
 
     def closeEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt override
         self.cancel()
+        self.quality.cancel()
         self._thread.quit()
         self._thread.wait(30_000)
-        if self.running:
+        if self._cancel is not None:
             self._finish()
+        if self.quality.running:
+            self.quality._finish()
         super().closeEvent(event)

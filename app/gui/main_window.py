@@ -34,11 +34,15 @@ from app.core.engine import CompletionRequest, CompletionResult, EngineConfig
 from app.core.errors import (
     FileChangedOnDiskError,
     ReadOnlyFileError,
+    StarpadError,
     TextFileError,
     UncertainEncodingError,
     UnencodableTextError,
 )
-from app.core.model_info import ModelInfo
+from app.core.memory_fit import offload_for_model
+from app.core.model_info import ModelInfo, model_info
+from app.core.offload import OffloadPlan
+from app.core.speed import SpeedTarget
 from app.core.reuse_plan import ReuseMode
 from app.core.recovery import DocumentSnapshot, RecoveryCandidate, RecoveryStore, Resolution, new_document_id
 from app.core.session import RequestOutcome
@@ -135,6 +139,8 @@ class MainWindow(QMainWindow):
         self._disk_notice: tuple[DiskState, int, int] | None = None
         self._disk_check_busy = False
         self._closing = False
+        #: Where the model being loaded runs (CPU / GPU layers), for the status bar.
+        self._offload: OffloadPlan | None = None
         #: True while the window itself replaces the text (opening a file): not a user edit.
         self._replacing_text = False
         self._load_dialog: QProgressDialog | None = None
@@ -313,8 +319,17 @@ class MainWindow(QMainWindow):
         from app.core.download import HubDownloader
 
         downloader = HubDownloader(cache_dir=Path(self.settings.download_dir) if self.settings.download_dir else None)
-        dialog = ModelDialog(self, n_ctx=self.settings.n_ctx, downloader=downloader)
+        s = self.settings
+        dialog = ModelDialog(
+            self,
+            n_ctx=s.n_ctx,
+            downloader=downloader,
+            target=SpeedTarget(s.target_gen_tps, s.target_prompt_seconds),
+            n_gpu_layers=s.n_gpu_layers,
+            threads=s.threads or None,
+        )
         dialog.load_requested.connect(self.load_model_with_context)
+        dialog.gpu_layers_changed.connect(self._on_gpu_layers_chosen)
         dialog.download_dir_changed.connect(self._on_download_dir_changed)
         dialog.exec()
 
@@ -348,8 +363,21 @@ class MainWindow(QMainWindow):
             save_settings(self.settings)
         self.load_model(path)
 
+    def _on_gpu_layers_chosen(self, n_gpu_layers: int) -> None:
+        self.settings.n_gpu_layers = n_gpu_layers
+        save_settings(self.settings)
+
+    def _plan_offload(self, path: str) -> OffloadPlan | None:
+        """The GPU-layers setting for this file (auto: what fits in free VRAM); None: CPU."""
+        try:
+            return offload_for_model(self.settings.n_gpu_layers, model_info(path), self.settings.n_ctx)
+        except StarpadError:
+            return None  # the load itself reports what is wrong with the file
+
     def load_model(self, path: str) -> None:
+        self._offload = self._plan_offload(path)
         config = EngineConfig(n_ctx=self.settings.n_ctx, n_threads=self.settings.threads or None,
+                              n_gpu_layers=self._offload.n_gpu_layers if self._offload else 0,
                               reuse=ReuseMode(self.settings.cache_reuse),
                               clamp_to_trained=True)  # a preference for every model: lowered with a note
         self.status.set_state("loading", Path(path).name)
@@ -382,6 +410,10 @@ class MainWindow(QMainWindow):
         self.model_info = info
         self.settings.last_model = str(info.path)
         self.status.set_model(info)
+        if self._offload is not None:
+            self.status.set_placement(self._offload.placement(), self._offload.reason)
+        else:
+            self.status.set_placement("CPU")
         self.status.set_state("idle", f"loaded in {seconds:.1f} s")
         self.status.set_context(0, self.settings.n_ctx)
         # Prefix-only models have no layout to choose; the status bar says so persistently.

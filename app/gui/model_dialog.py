@@ -1,8 +1,10 @@
-"""The model manager: what fits this machine, get it, load it.
+"""The model manager: what fits this machine, how fast it will run, get it, load it.
 
-Memory figures, the catalog and the download folder are injected so tests (and a
-"what if I had 8 GB" look) can drive the dialog without touching the real machine.
-Network traffic happens only when the user presses Download or Refresh.
+Memory figures, the machine check's speed numbers, the catalog and the download folder
+are injected so tests (and a "what if I had 8 GB" look) can drive the dialog without
+touching the real machine. Network traffic happens only when the user presses Download
+or Refresh; the speed check (about 20 s of llama.cpp on this machine's cores) only when
+the user presses Check speed, on a thread of its own.
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ from app.core.download import DownloadError, HubDownloader, Progress
 from app.core.engine import CancelToken
 from app.core.errors import CancelledError, ModelFileError, StarpadError
 from app.core.local_models import LocalModel, find_local_models, user_models_dir
+from app.core.machine_check import MachineSpeed, load_cached, run_machine_check
 from app.core.memory_fit import FitReport, MemoryInfo, detect_memory, fit_report
+from app.core.offload import ALL, AUTO, describe_gpu_layers
+from app.core.speed import CHECKED_QUANTS, SpeedTarget
 from app.core.model_info import model_info
 from app.core.units import format_bytes
 
@@ -44,7 +49,29 @@ log = logging.getLogger("starpad.models")
 CONTEXT_CHOICES = (4096, 8192, 16384)
 VERDICT_TEXT = {"fits": "fits", "tight": "tight", "too_large": "too large"}
 VERDICT_COLOUR = {"fits": "#2da44e", "tight": "#bf8700", "too_large": "#cf222e"}
-COLUMNS = ("Model", "Quant", "Bits/weight", "File", "Needs", "Verdict", "On disk")
+COLUMNS = ("Model", "Quant", "Bits/weight", "File", "Needs", "Verdict", "Speed here", "On disk")
+VERDICT_COLUMN = 5
+SPEED_COLUMN = 6
+ON_DISK_COLUMN = 7
+GPU_LAYER_CHOICES = ((AUTO, "GPU layers: auto"), (0, "GPU layers: 0 (CPU only)"), (ALL, "GPU layers: all"))
+
+
+class SpeedCheckWorker(QObject):
+    """The machine check off the GUI thread: it keeps both cores busy for ~20 s."""
+
+    progress = Signal(str, float)
+    finished = Signal(object)  # MachineSpeed
+    failed = Signal(str)
+
+    @Slot(int)
+    def run(self, threads: int) -> None:
+        try:
+            speed = run_machine_check(list(CHECKED_QUANTS), threads, progress=self.progress.emit)
+        except Exception as exc:  # noqa: BLE001 - a failed check must not take the window down
+            log.exception("machine check failed")
+            self.failed.emit(f"the speed check failed: {exc}")
+            return
+        self.finished.emit(speed)
 
 
 class DownloadWorker(QObject):
@@ -93,7 +120,10 @@ class ModelDialog(QDialog):
     #: (model path, context size chosen in the dialog): the load must use both.
     load_requested = Signal(str, int)
     download_dir_changed = Signal(str)  # "" means the Hugging Face cache
+    #: The GPU-layers choice (offload.AUTO, 0, N, offload.ALL): the window stores it.
+    gpu_layers_changed = Signal(int)
     _download_requested = Signal(str, str, object)
+    _check_requested = Signal(int)
     _refresh_requested = Signal(object)
 
     def __init__(
@@ -104,6 +134,10 @@ class ModelDialog(QDialog):
         catalog: list[CatalogEntry] | None = None,
         downloader: HubDownloader | None = None,
         n_ctx: int = 16384,
+        speed: MachineSpeed | None = None,
+        target: SpeedTarget | None = None,
+        n_gpu_layers: int = AUTO,
+        threads: int | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
@@ -111,6 +145,12 @@ class ModelDialog(QDialog):
         self.memory = memory or detect_memory()
         self.catalog = catalog or builtin_catalog()
         self.downloader = downloader or HubDownloader()
+        from app.core.engine import default_threads
+
+        self.threads = threads or default_threads()
+        #: None until the machine was checked (cached from an earlier run, or Check speed).
+        self.speed = speed if speed is not None else load_cached(self.threads)
+        self.target = target or SpeedTarget()
         self.report: FitReport | None = None
         self._local: dict[tuple[str | None, str], LocalModel] = {}
         self._cancel: CancelToken | None = None
@@ -120,7 +160,17 @@ class ModelDialog(QDialog):
         for n in CONTEXT_CHOICES:
             self.context_box.addItem(f"{n // 1024}K context", n)
         self.context_box.setCurrentIndex(max(0, self.context_box.findData(n_ctx)))
+        self.gpu_box = QComboBox()
+        for value, text in GPU_LAYER_CHOICES:
+            self.gpu_box.addItem(text, value)
+        if self.gpu_box.findData(n_gpu_layers) < 0:
+            self.gpu_box.addItem(f"GPU layers: {describe_gpu_layers(n_gpu_layers)}", n_gpu_layers)
+        self.gpu_box.setCurrentIndex(self.gpu_box.findData(n_gpu_layers))
+        self.gpu_box.setToolTip("Layers llama.cpp offloads to the GPU; auto: as many as fit in its free memory")
+        self.check_button = QPushButton("Check speed")
+        self.check_button.setToolTip("Measure this machine's memory bandwidth and llama.cpp's kernels (~20 s)")
         self.recommend_label = QLabel()
+        self.recommend_label.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -146,7 +196,9 @@ class ModelDialog(QDialog):
 
         top = QHBoxLayout()
         top.addWidget(self.memory_label, 1)
+        top.addWidget(self.gpu_box)
         top.addWidget(self.context_box)
+        top.addWidget(self.check_button)
         buttons = QHBoxLayout()
         file_buttons = (
             self.import_button, self.folder_button, self.refresh_button, self.reveal_button, self.delete_button
@@ -175,6 +227,17 @@ class ModelDialog(QDialog):
         self.worker.failed.connect(self._on_failed)
         self.worker.refreshed.connect(self._on_refreshed)
 
+        self._check_thread = QThread()
+        self._check_thread.setObjectName("starpad-speed-check")
+        self.check_worker = SpeedCheckWorker()
+        self.check_worker.moveToThread(self._check_thread)
+        self._check_requested.connect(self.check_worker.run)
+        self.check_worker.progress.connect(self._on_check_progress)
+        self.check_worker.finished.connect(self._on_checked)
+        self.check_worker.failed.connect(self._on_check_failed)
+        self.check_button.clicked.connect(self.check_speed)
+        self.gpu_box.currentIndexChanged.connect(self._on_gpu_layers_changed)
+
         self.context_box.currentIndexChanged.connect(lambda _i: self.refresh_table())
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self.table.itemDoubleClicked.connect(lambda _item: self.load_selected())
@@ -192,6 +255,45 @@ class ModelDialog(QDialog):
     @property
     def n_ctx(self) -> int:
         return int(self.context_box.currentData())
+
+    @property
+    def n_gpu_layers(self) -> int:
+        return int(self.gpu_box.currentData())
+
+    def _on_gpu_layers_changed(self, _index: int) -> None:
+        self.gpu_layers_changed.emit(self.n_gpu_layers)
+        self.refresh_table()
+
+    # ------------------------------------------------------------- speed check
+    def check_speed(self) -> None:
+        """Run the machine check now (a button, never automatically: it loads both cores)."""
+        if self._check_thread.isRunning() and not self.check_button.isEnabled():
+            return
+        self.check_button.setEnabled(False)
+        self.progress_label.setText("Checking this machine's speed…")
+        if not self._check_thread.isRunning():
+            self._check_thread.start()
+        self._check_requested.emit(self.threads)
+
+    def _on_check_progress(self, what: str, fraction: float) -> None:
+        self.progress_label.setText(f"Checking this machine's speed: {what} ({fraction:.0%})")
+
+    def _on_checked(self, speed: MachineSpeed) -> None:
+        self.check_button.setEnabled(True)
+        self.set_speed(speed)
+        self.progress_label.setText(
+            f"Speed checked in {speed.seconds:.0f} s: {speed.bandwidth_bytes_per_s / 1e9:.1f} GB/s memory read, "
+            f"{len(speed.kernels)} quant types timed on {speed.threads} threads."
+        )
+
+    def _on_check_failed(self, message: str) -> None:
+        self.check_button.setEnabled(True)
+        self.progress_label.setText(message)
+
+    def set_speed(self, speed: MachineSpeed | None) -> None:
+        """New machine-check numbers (or none): predictions and recommendation follow."""
+        self.speed = speed
+        self.refresh_table()
 
     def _scan_local(self) -> None:
         extra = (self.downloader.cache_dir,) if self.downloader.cache_dir.is_dir() else ()
@@ -213,11 +315,14 @@ class ModelDialog(QDialog):
             f"<b>RAM</b> {format_bytes(m.total_bytes)} total, "
             f"{format_bytes(m.available_bytes)} available{shared} · {gpus}"
         )
-        self.report = fit_report(self.catalog, m, self.n_ctx)
+        self.report = fit_report(self.catalog, m, self.n_ctx, speed=self.speed, target=self.target,
+                                 n_gpu_layers=self.n_gpu_layers)
         rec = self.report.recommended
+        unchecked = "" if self.speed else " Speed not checked yet: press <i>Check speed</i> (about 20 s)."
         self.recommend_label.setText(
-            f"Recommended for {self.n_ctx // 1024}K context: <b>{rec.family} {rec.quant}</b>"
-            if rec else "Nothing fits comfortably in the available memory at this context; try a smaller context."
+            f"Recommended for {self.n_ctx // 1024}K context: <b>{rec.family} {rec.quant}</b>. "
+            f"{self.report.reason}{unchecked}"
+            if rec else self.report.reason
         )
         selected = self.selected_entry()
         self.table.setRowCount(len(self.report.rows))
@@ -225,6 +330,9 @@ class ModelDialog(QDialog):
             e, need = row.entry, row.need
             on_disk = self.local_path(e)
             approx = "" if e.size_exact else "≈ "
+            speed_text = row.speed.summary(self.target.prompt_tokens) if row.speed else "not checked"
+            if row.offload is not None and row.offload.on_gpu:
+                speed_text += f" · {row.offload.placement()}"
             cells = (
                 e.family + ("  ★ recommended" if e == rec else ""),
                 e.quant,
@@ -232,6 +340,7 @@ class ModelDialog(QDialog):
                 approx + format_bytes(e.size_bytes),
                 format_bytes(need.total_bytes),
                 VERDICT_TEXT[row.verdict],
+                speed_text,
                 "downloaded" if on_disk else "",
             )
             tip = (
@@ -240,14 +349,18 @@ class ModelDialog(QDialog):
                 f"({self.n_ctx:,} tokens) + compute {format_bytes(need.compute_bytes)} "
                 f"+ app {format_bytes(need.overhead_bytes)}"
                 f" = {format_bytes(need.total_bytes)}\navailable: {format_bytes(m.available_bytes)}"
+                + (f"\non the GPU: {format_bytes(need.gpu_bytes)} ({row.offload.placement()})"
+                   if row.offload is not None and row.offload.on_gpu else "")
                 + ("" if e.size_exact else "\nfile size estimated; Refresh from Hub for the exact size and sha256")
             )
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(tip)
                 item.setData(Qt.ItemDataRole.UserRole, row_index)
-                if col == 5:
+                if col == VERDICT_COLUMN:
                     item.setForeground(QBrush(QColor(VERDICT_COLOUR[row.verdict])))
+                if col == SPEED_COLUMN and row.meets_target is not None:
+                    item.setForeground(QBrush(QColor(VERDICT_COLOUR["fits" if row.meets_target else "tight"])))
                 if e == rec:
                     font = item.font()
                     font.setBold(True)
@@ -429,6 +542,8 @@ class ModelDialog(QDialog):
         self.cancel_download()
         self._thread.quit()
         self._thread.wait(10_000)
+        self._check_thread.quit()  # a running check finishes first (it cannot be interrupted mid-kernel)
+        self._check_thread.wait(60_000)
 
     def done(self, result: int) -> None:
         """Accept, reject and the window's close button all end here."""

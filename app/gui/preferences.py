@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.engine import default_threads
+from app.core.offload import ALL, AUTO, describe_gpu_layers
 from app.core.settings_schema import FloatRange, float_range, int_range, rule_for
 from app.gui.settings import Settings
 
@@ -73,6 +74,18 @@ class PreferencesDialog(QDialog):
         self.cache_reuse.addItem("Fast: move cached code after clicks and jumps", "fast")
         self.cache_reuse.addItem("Exact: reuse only what a fresh run computes", "exact")
         self.cache_reuse.setCurrentIndex(max(0, self.cache_reuse.findData(settings.cache_reuse)))
+        self.gpu_layers = QComboBox()
+        # auto / CPU only / all, and a count set elsewhere (settings file, --n-gpu-layers) stays selectable.
+        choices = [(AUTO, "auto (as many as fit in the GPU's free memory)"), (0, "0 (CPU only)"), (ALL, "all")]
+        if settings.n_gpu_layers not in (AUTO, 0, ALL):
+            choices.append((settings.n_gpu_layers, describe_gpu_layers(settings.n_gpu_layers)))
+        for value, text in choices:
+            self.gpu_layers.addItem(text, value)
+        self.gpu_layers.setCurrentIndex(max(0, self.gpu_layers.findData(settings.n_gpu_layers)))
+        self.target_gen = _float_spin("target_gen_tps", settings.target_gen_tps, step=1.0)
+        self.target_gen.setSuffix(" tok/s")
+        self.target_prompt = _float_spin("target_prompt_seconds", settings.target_prompt_seconds, step=5.0)
+        self.target_prompt.setSuffix(" s")
         self.spaces = _check("Indent with spaces", settings.indent_with_spaces)
         self.indent_width = _int_spin("indent_width", settings.indent_width)
         self.font_size = _int_spin("font_size", settings.font_size)
@@ -84,6 +97,9 @@ class PreferencesDialog(QDialog):
         form.addRow("Debounce", self.debounce)
         form.addRow("Threads", self.threads)
         form.addRow("Context size (next load)", self.n_ctx)
+        form.addRow("GPU layers (next load)", self.gpu_layers)
+        form.addRow("Usable: generation at least", self.target_gen)
+        form.addRow("Usable: 1,024-token prompt within", self.target_prompt)
         form.addRow("Cache reuse", self.cache_reuse)
         form.addRow("", self.spaces)
         form.addRow("Indent width", self.indent_width)
@@ -105,6 +121,9 @@ class PreferencesDialog(QDialog):
             debounce_ms=self.debounce.value(),
             threads=self.threads.value(),
             n_ctx=int(self.n_ctx.currentData()),
+            n_gpu_layers=int(self.gpu_layers.currentData()),
+            target_gen_tps=round(self.target_gen.value(), 2),
+            target_prompt_seconds=round(self.target_prompt.value(), 2),
             cache_reuse=str(self.cache_reuse.currentData()),
             indent_with_spaces=self.spaces.isChecked(),
             indent_width=self.indent_width.value(),

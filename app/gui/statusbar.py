@@ -18,6 +18,8 @@ class StatusPanel(QStatusBar):
         super().__init__(parent)
         self.state_label = QLabel("no model")
         self.model_label = QLabel("")
+        #: Where the model runs: "CPU" or "GPU 28/30 layers" (app.core.offload.OffloadPlan.placement).
+        self.placement_label = QLabel("")
         self.speed_label = QLabel("")
         self.ttft_label = QLabel("")
         self.reuse_label = QLabel("")
@@ -29,7 +31,8 @@ class StatusPanel(QStatusBar):
         self.memory_label = QLabel("")
         #: The open file's encoding and line endings, e.g. "UTF-8 · CRLF"; empty for a new file.
         self.format_label = QLabel("")
-        for widget in (self.state_label, self.model_label, self.speed_label, self.ttft_label, self.reuse_label):
+        for widget in (self.state_label, self.model_label, self.placement_label, self.speed_label, self.ttft_label,
+                       self.reuse_label):
             self.addWidget(widget)
         for permanent in (self.format_label, self.context_label, self.context_bar, self.memory_label):
             self.addPermanentWidget(permanent)
@@ -57,6 +60,11 @@ class StatusPanel(QStatusBar):
         mode = " · prefix-only" if info.prefix_only else ""
         self.model_label.setText(f"{info.name} · {info.file_type}{mode}")
         self.model_label.setToolTip("\n".join([str(info.path), info.mode_description, *info.notes]))
+
+    def set_placement(self, placement: str, details: str = "") -> None:
+        """Where the loaded model runs ("CPU", "GPU 28/30 layers"); empty without a model."""
+        self.placement_label.setText(placement)
+        self.placement_label.setToolTip(details)
 
     def show_stats(self, stats: CompletionStats) -> None:
         """Numbers straight from the engine's stats for the last request."""

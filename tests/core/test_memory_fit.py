@@ -62,8 +62,9 @@ def test_recommendation_changes_with_context() -> None:
 
 def test_fit_cli_json() -> None:
     # A fixed amount of RAM: the answer must not depend on the machine running the test.
-    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "fit", "--ctx", "8192", "--ram-gb", "16", "--json"],
-                          capture_output=True, text=True, timeout=60)
+    # --no-speed: memory only (tests/core/test_speed.py covers the speed-aware recommendation).
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "fit", "--ctx", "8192", "--ram-gb", "16", "--json",
+                           "--no-speed"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["ram_total_bytes"] > 0 and data["n_ctx"] == 8192
@@ -72,3 +73,6 @@ def test_fit_cli_json() -> None:
     assert {r["verdict"] for r in data["quants"]} <= {"fits", "tight", "too_large"}
     # The recommendation is one of the rows that fit, named as repo/file.
     assert data["recommended"] in {f"{r['repo']}/{r['file']}" for r in data["quants"] if r["verdict"] == "fits"}
+    # Without a machine check there is nothing to predict, and the reason says so.
+    assert {r["predicted_gen_tps"] for r in data["quants"]} == {None}
+    assert "speed not checked" in data["recommendation_reason"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+
 from app.core.compare import CompareSettings
 from app.gui.compare_window import CompareWindow
 from app.gui.main_window import MainWindow
@@ -77,3 +79,51 @@ def test_editor_completions_pause_while_comparing(qtbot, tiny_model: Path) -> No
     assert main.client.latest_request_id == before + 1
     main.editor.document().setModified(False)
     main.close()
+
+
+def test_quality_tab_scores_each_quant_and_exports_with_the_comparison(qtbot, quantized_models, tmp_path: Path) -> None:
+    from app.core.evaluation.dataset import Selection, Subset
+    from app.core.evaluation.runner import EvalSettings
+
+    window = make_window(quantized_models)
+    window.show()
+    window.tabs.setCurrentWidget(window.quality)
+    running: list[bool] = []
+    window.running_changed.connect(running.append)
+    settings = EvalSettings(subset=Subset.SINGLE_LINE, selection=Selection(sample=3, seed=1), max_tokens=8,
+                            n_ctx=1024, threads=2)
+    with qtbot.waitSignal(window.quality.worker.finished, timeout=120_000):
+        window.quality.run(settings)
+        assert window.running and not window.run_button.isEnabled()  # one model in memory at a time
+    qtbot.waitUntil(lambda: not window.running, timeout=5_000)
+    assert running == [True, False]  # the editor's completions paused, then resumed
+    report = window.quality.report
+    assert report is not None and [s.n for s in report.scores] == [3, 3, 3]
+    assert window.quality.table.rowCount() == 3
+    assert [window.quality.table.item(r, 0).text() for r in range(3)] == ["Q4_0", "F16", "Q8_0"]
+    assert window.quality.table.item(0, 2).text().endswith("%")  # the interval
+    assert "Done: single-line" in window.quality.status.text()
+    assert len(window.quality.size_plot.listDataItems()) == 1 and len(window.quality.speed_plot.listDataItems()) == 1
+    failing = sum(len(report.failures(s.model)) for s in report.scores)
+    assert window.quality.failures.count() == failing
+    assert failing > 0  # random weights: nearly everything fails, and is shown beside the canonical solution
+    window.quality.failures.setCurrentRow(0)
+    record, problem = window.quality.failures.item(0).data(Qt.ItemDataRole.UserRole)
+    assert window.quality.canonical_view.toPlainText() == problem.canonical_solution
+    assert window.quality.completion_view.toPlainText() == record.completion
+    assert window.export_json.isEnabled()
+    window.export_to(tmp_path / "q.json")
+    window.export_to(tmp_path / "q.md")
+    data = json.loads((tmp_path / "q.json").read_text())
+    assert [m["n"] for m in data["quality"]["models"]] == [3, 3, 3]
+    assert "## Quality (HumanEval-Infilling)" in (tmp_path / "q.md").read_text()
+    window.close()
+
+
+def test_quality_tab_needs_a_model(qtbot) -> None:
+    window = CompareWindow(PREFIX, SUFFIX)
+    for row in range(window.model_list.count()):
+        window.model_list.item(row).setCheckState(Qt.CheckState.Unchecked)
+    window.quality.run()
+    assert "Pick 1 to 4" in window.quality.status.text() and not window.running
+    window.close()

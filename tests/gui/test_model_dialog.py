@@ -10,8 +10,11 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.core.catalog import builtin_catalog
 from app.core.download import HubDownloader
+from app.core.catalog import STARCODER2_3B
+from app.core.machine_check import KernelRate, MachineSpeed
 from app.core.memory_fit import MemoryInfo
-from app.gui.model_dialog import ModelDialog
+from app.core.speed import prompt_params
+from app.gui.model_dialog import ON_DISK_COLUMN, SPEED_COLUMN, VERDICT_COLUMN, ModelDialog
 from tests.hub_server import FakeHub, Faults
 
 GB = 10**9
@@ -22,14 +25,34 @@ _open_dialogs: list[ModelDialog] = []
 
 
 @pytest.fixture(autouse=True)
+def no_cached_machine_check(tmp_path: Path, monkeypatch) -> None:
+    """A dialog without injected speed reads the machine check's cache: never this machine's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
 def close_dialogs():
     yield
     while _open_dialogs:
         _open_dialogs.pop().done(0)  # stops the download thread before the dialog can be collected
 
 
-def make_dialog(memory: MemoryInfo, tmp_path: Path, endpoint: str | None = None, n_ctx: int = 16384, catalog=None):
-    dialog = ModelDialog(memory=memory, catalog=catalog, n_ctx=n_ctx,
+def machine(bandwidth: float, prompt_tps_3b: float) -> MachineSpeed:
+    """Injected machine-check numbers: every quant's kernels at the same 3B prompt speed."""
+    rate = KernelRate(prompt_param_tps=prompt_tps_3b * prompt_params(STARCODER2_3B), gen_param_tps=1e12)
+    quants = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_0", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
+    return MachineSpeed(bandwidth_bytes_per_s=bandwidth, threads=2, kernels={q: rate for q in quants})
+
+
+#: Fast enough that every quant that fits is usable: the memory decides, as before speed.
+FAST = machine(2e12, 10_000.0)
+#: Like the 2-core machine of the issue: ~20 GB/s, 29 tok/s prompts on the 3B.
+SLOW = machine(20e9, 29.0)
+
+
+def make_dialog(memory: MemoryInfo, tmp_path: Path, endpoint: str | None = None, n_ctx: int = 16384, catalog=None,
+                speed: MachineSpeed | None = FAST):
+    dialog = ModelDialog(memory=memory, catalog=catalog, n_ctx=n_ctx, speed=speed, n_gpu_layers=0,
                          downloader=HubDownloader(cache_dir=tmp_path / "hub", endpoint=endpoint))
     _open_dialogs.append(dialog)
     return dialog
@@ -37,7 +60,7 @@ def make_dialog(memory: MemoryInfo, tmp_path: Path, endpoint: str | None = None,
 
 def verdicts(dialog: ModelDialog) -> dict[str, str]:
     rows = enumerate(dialog.report.rows)
-    return {f"{r.entry.family} {r.entry.quant}": dialog.table.item(i, 5).text() for i, r in rows}
+    return {f"{r.entry.family} {r.entry.quant}": dialog.table.item(i, VERDICT_COLUMN).text() for i, r in rows}
 
 
 def test_verdicts_follow_the_detected_memory(qtbot, tmp_path: Path) -> None:
@@ -75,7 +98,7 @@ def test_download_progress_then_load(qtbot, tmp_path: Path, tiny_model: Path, mo
         qtbot.waitUntil(lambda: dialog.local_path(entry) is not None, timeout=5_000)
         assert dialog.progress_label.text().startswith("Downloaded and verified: ")
         assert dialog.progress.value() == dialog.progress.maximum()
-        assert dialog.table.item(0, 6).text() == "downloaded"
+        assert dialog.table.item(0, ON_DISK_COLUMN).text() == "downloaded"
         with qtbot.waitSignal(dialog.load_requested) as blocker:
             dialog.load_selected()
         assert Path(blocker.args[0]).read_bytes() == data
@@ -142,3 +165,29 @@ def test_user_chosen_download_folder(qtbot, tmp_path: Path, tiny_model: Path) ->
             dialog.download_selected()
     assert chosen == [str(tmp_path / "mine")]
     assert Path(blocker.args[0]).is_relative_to(tmp_path / "mine")
+
+
+def test_speed_shapes_the_recommendation_and_says_why(qtbot, tmp_path: Path) -> None:
+    """On a slow machine the big quants that fit are passed over, with the reason shown."""
+    dialog = make_dialog(MemoryInfo(24 * GB, 22 * GB), tmp_path, n_ctx=4096, speed=SLOW)
+    text = dialog.recommend_label.text()
+    assert "StarCoder2 15B" not in text.split("</b>")[0]
+    assert "No quant that fits meets the target" in text  # 29 tok/s prompts: 35 s for 1,024 tokens
+    row = next(i for i, r in enumerate(dialog.report.rows)
+               if (r.entry.family, r.entry.quant) == ("StarCoder2 15B", "Q8_0"))
+    assert dialog.table.item(row, SPEED_COLUMN).text() == "≈ 1.1 tok/s · 1K-token prompt ≈ 3 min"
+    # Without a check the table says so instead of guessing.
+    unchecked = make_dialog(MemoryInfo(24 * GB, 22 * GB), tmp_path, n_ctx=4096, speed=None)
+    unchecked.set_speed(None)
+    assert unchecked.table.item(0, SPEED_COLUMN).text() == "not checked"
+    assert "Check speed" in unchecked.recommend_label.text()
+    unchecked.set_speed(SLOW)
+    assert unchecked.table.item(row, SPEED_COLUMN).text().startswith("≈ 1.1 tok/s")
+
+
+def test_gpu_layers_choice_is_announced(qtbot, tmp_path: Path) -> None:
+    dialog = make_dialog(MemoryInfo(24 * GB, 22 * GB), tmp_path, n_ctx=4096)
+    chosen: list[int] = []
+    dialog.gpu_layers_changed.connect(chosen.append)
+    dialog.gpu_box.setCurrentIndex(dialog.gpu_box.findData(-1))
+    assert chosen == [-1] and dialog.n_gpu_layers == -1

@@ -87,7 +87,11 @@ def test_the_cache_reuse_preference_reaches_the_engine(qtbot, window: MainWindow
 
     sent: list[EngineConfig] = []
     load = window.client.load_model
-    monkeypatch.setattr(window.client, "load_model", lambda path, config: (sent.append(config), load(path, config)))
+    def spy(path: str, config: EngineConfig) -> None:
+        sent.append(config)
+        load(path, config)
+
+    monkeypatch.setattr(window.client, "load_model", spy)
     with qtbot.waitSignal(window.client.worker.model_loaded, timeout=20_000):
         window.load_model(str(tiny_model))
     assert sent[-1].reuse is ReuseMode.FAST  # the default the edit-session benchmark justifies

@@ -32,13 +32,17 @@ class Subset(str, enum.Enum):
 
     @property
     def file_name(self) -> str:
-        stem = {
-            Subset.SINGLE_LINE: "SingleLine",
-            Subset.MULTI_LINE: "MultiLine",
-            Subset.RANDOM_SPAN: "RandomSpan",
-            Subset.RANDOM_SPAN_LIGHT: "RandomSpanLight",
+        return f"HumanEval-{self.task_prefix}.jsonl.gz"
+
+    @property
+    def task_prefix(self) -> str:
+        """How its task ids start (``SingleLineInfilling/HumanEval/0/L0``)."""
+        return {
+            Subset.SINGLE_LINE: "SingleLineInfilling",
+            Subset.MULTI_LINE: "MultiLineInfilling",
+            Subset.RANDOM_SPAN: "RandomSpanInfilling",
+            Subset.RANDOM_SPAN_LIGHT: "RandomSpanInfillingLight",
         }[self]
-        return f"HumanEval-{stem}Infilling.jsonl.gz"
 
     @property
     def single_line(self) -> bool:

@@ -43,8 +43,11 @@ from app.core.errors import StarpadError
 
 log = logging.getLogger("starpad.sandbox")
 
-#: Dedicated user ids for programs when Starpad runs as root: one per concurrent slot.
-SANDBOX_UID_BASE = 1_999_900_000
+#: Dedicated user ids for programs when Starpad runs as root: one per process and slot
+#: (``base + pid * 16 + slot``), so two Starpads never share one, never kill each
+#: other's programs by uid, and never count against each other's process limit.
+SANDBOX_UID_BASE = 1_000_000_000
+_SLOTS_PER_PROCESS = 16
 #: Output a passing HumanEval program never comes close to.
 DEFAULT_OUTPUT_BYTES = 1024 * 1024
 _STDERR_TAIL = 4096
@@ -149,7 +152,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._backend: _Backend | None = None
         self._slots: queue.Queue[int] = queue.Queue()
-        for slot in range(max(1, config.workers)):
+        for slot in range(min(_SLOTS_PER_PROCESS, max(1, config.workers))):
             self._slots.put(slot)
         self._as_root = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -199,7 +202,7 @@ class Sandbox:
             self._slots.put(slot)
 
     def _uid(self, slot: int) -> int | None:
-        return SANDBOX_UID_BASE + slot if self._as_root else None
+        return SANDBOX_UID_BASE + os.getpid() * _SLOTS_PER_PROCESS + slot if self._as_root else None
 
     def _rlimits(self, uid: int | None) -> dict[str, tuple[int, int]]:
         c = self.config
@@ -233,7 +236,6 @@ class Sandbox:
         return args + boot
 
     def _run(self, program: str, backend: _Backend, slot: int) -> Execution:
-        c = self.config
         uid = self._uid(slot)
         work = Path(tempfile.mkdtemp(prefix="starpad-eval-"))
         started = time.monotonic()
@@ -245,7 +247,8 @@ class Sandbox:
                     self._command(backend, work, uid),
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     cwd=work, env=_clean_env(work), start_new_session=True,
-                    **_as_user(uid),
+                    # Root only: the dedicated uid (set in the child, in C: no preexec_fn, thread-safe).
+                    user=uid, group=uid, extra_groups=[] if uid is not None else None,
                 )
             except OSError as exc:
                 return Execution(Verdict.ERROR, f"sandbox error: cannot start: {exc}", time.monotonic() - started)
@@ -411,12 +414,6 @@ def _env_args(work: Path) -> list[str]:
     for key, value in _clean_env(work).items():
         args += ["--setenv", key, value]
     return args
-
-
-def _as_user(uid: int | None) -> dict[str, object]:
-    if uid is None:
-        return {}
-    return {"user": uid, "group": uid, "extra_groups": []}
 
 
 def _tasks_of(uid: int) -> int:
