@@ -24,7 +24,7 @@ def test_quick_benchmark_writes_json_markdown_and_plots(tiny_model: Path, tmp_pa
     latest_before = _latest_stamp()
     done = subprocess.run(
         [sys.executable, "main.py", "bench", "--quick", "--model", str(tiny_model), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = list(out.glob("bench-*-quick.json"))
@@ -42,7 +42,8 @@ def test_quick_benchmark_writes_json_markdown_and_plots(tiny_model: Path, tmp_pa
     assert spm["evaluated_tokens"]["cold"] > 1900
     assert spm["evaluated_tokens"]["+1 char"] <= 4
     psm = next(r for r in results["retype"]["runs"] if r["peer"] == "starpad" and r["layout"] == "psm")
-    assert psm["evaluated_tokens"]["+1 char"] >= 400  # the suffix after the caret is re-read in PSM
+    # PSM puts the suffix after the caret's change; FAST reuse moves it instead of re-reading it.
+    assert psm["evaluated_tokens"]["+1 char"] <= 64
     _check_edit_session(results, summary)
     assert "| Generation speed vs" in (out / "summary.md").read_text()
     assert "## Editing session" in (out / "summary.md").read_text()
@@ -74,7 +75,7 @@ def _check_edit_session(results: dict[str, Any], summary: dict[str, Any]) -> Non
     assert click["prompt_tokens"] > 2500 and click["evaluated"] <= max(64, click["prompt_tokens"] // 20)
     assert "peer_ttft_ms_median" in es and "peer_ttft_ms_p90" in es
     # The quick run checks the quality code path on the tiny model itself.
-    assert es["quality"]["model"] == "tiny.gguf" or es["quality"]["model"].endswith(".gguf")
+    assert es["quality"]["model"] == Path(results["model"]["path"]).name
     for key in ("approx_top1_pct", "control_top1_pct", "approx_identical_pct", "control_identical_pct",
                 "worst_approx_top1_pct", "worst_control_top1_pct"):
         assert 0.0 <= es[key] <= 100.0, key
