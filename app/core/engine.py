@@ -55,6 +55,13 @@ __all__ = [
 log = logging.getLogger("starpad.engine")
 
 DEFAULT_N_CTX = 16384
+#: Prompt speed before any is measured: parameter-tokens per second per thread (a 2-core
+#: EPYC reads the 3.03 G-parameter 3B shape at ~30 tokens/s with 2 threads).
+PARAM_TOKENS_PER_S_PER_THREAD = 4.5e10
+#: Evaluations shorter than this say little about prompt speed (fixed costs dominate).
+MIN_TOKENS_FOR_SPEED = 32
+#: A narrowed prompt keeps at least this many tokens: a few lines around the caret.
+MIN_NARROW_PROMPT_TOKENS = 128
 #: Default memory for per-document KV snapshots: ~17K tokens of a 3B model in f16
 #: (30 KiB per token), i.e. four or five files of a few thousand tokens.
 DEFAULT_SNAPSHOT_BUDGET = 512 * 1024 * 1024
@@ -179,6 +186,11 @@ class CompletionRequest:
     #: id). The engine keeps a KV snapshot per document and restores it when the document
     #: comes back; None: no snapshot is taken or restored for this request.
     document: str | None = None
+    #: The first token should come within this time. When evaluating the prompt would take
+    #: longer (the engine's measured prompt speed × the tokens it cannot reuse) — the first
+    #: completion in a file just opened — the prompt is narrowed around the caret to what
+    #: fits; the rest of the context joins later, in idle-time prefills. None: whole prompt.
+    latency_budget_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +229,9 @@ class CompletionResult:
     stop_reason: str  # eos | file_sep | fim_token | max_tokens | newline | suffix_repeat | context_full | cancelled
     stats: CompletionStats
     tokens: tuple[int, ...] = ()
+    #: The prompt was narrowed to meet ``CompletionRequest.latency_budget_ms``: the whole
+    #: context is still to be evaluated (idle-time prefill).
+    narrowed: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,6 +304,8 @@ class Engine:
         self._document: str | None = None
         self._dirty = False
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        #: Prompt tokens/s measured on this model (None until a large enough evaluation).
+        self._measured_prompt_tps: float | None = None
         self._abort_flag: CancelToken | None = None
         # ggml calls the abort callback after *every graph node* (~900 per token for 3B),
         # each call a trip into Python for the GIL: ~4 % of generation speed, measured by
@@ -437,6 +454,7 @@ class Engine:
         self._info = None
         self._builder = None
         self._can_shift = False
+        self._measured_prompt_tps = None  # the next model has its own speed
         self._forget_cache()
 
     def _forget_cache(self) -> None:
@@ -957,7 +975,9 @@ class Engine:
         the tail turned out to repeat the code after the caret.
         """
         started = time.perf_counter()
-        prompt = self.build_prompt(request)
+        full = self.build_prompt(request)
+        prompt = self._fit_latency_budget(request, full)
+        narrowed = prompt is not full
         tokens = prompt.tokens
         if not tokens:  # empty document in prefix-only mode: nothing to condition on
             model, _, _ = self._require()
@@ -1015,7 +1035,59 @@ class Engine:
             text = text[:cut]
             stop_reason = "suffix_repeat" if stop_reason == "max_tokens" else stop_reason
         stats = self._stats(len(tokens), reuse, len(generated), started, prompt_done, first_token_at, last_token_at)
-        return CompletionResult(text, prompt, stop_reason, stats, tuple(generated))
+        self._note_prompt_speed(stats)
+        return CompletionResult(text, prompt, stop_reason, stats, tuple(generated), narrowed=narrowed)
+
+    # ------------------------------------------------------ latency budget
+    @property
+    def prompt_speed(self) -> float:
+        """Tokens/s this engine evaluates prompts at: measured on its own larger evaluations,
+        or, before any, a first guess from the model's size (parameter-tokens/s per thread,
+        calibrated on a 2-core EPYC: the 3B-shaped Q4_K_M read ~30 tokens/s)."""
+        if self._measured_prompt_tps is not None:
+            return self._measured_prompt_tps
+        n_params = self._info.n_params if self._info is not None else 0
+        return PARAM_TOKENS_PER_S_PER_THREAD * self._config.threads / max(1, n_params)
+
+    def _note_prompt_speed(self, stats: CompletionStats) -> None:
+        if stats.evaluated >= MIN_TOKENS_FOR_SPEED and stats.prompt_tps > 0:
+            previous = self._measured_prompt_tps
+            self._measured_prompt_tps = (
+                stats.prompt_tps if previous is None else 0.5 * previous + 0.5 * stats.prompt_tps
+            )
+
+    def _fit_latency_budget(self, request: CompletionRequest, prompt: FimPrompt) -> FimPrompt:
+        """``prompt``, or a narrower one around the caret when ``prompt`` would not reach its
+        first token within ``request.latency_budget_ms`` (see ``CompletionRequest``)."""
+        if request.latency_budget_ms is None or self._builder is None:
+            return prompt
+        affordable = int(self.prompt_speed * request.latency_budget_ms / 1000)
+        if self._estimate_evaluated(request.document, prompt.tokens) <= affordable:
+            return prompt
+        prompt_tokens = max(MIN_NARROW_PROMPT_TOKENS, affordable)
+        budget = PromptBudget(n_ctx=prompt_tokens + request.max_tokens, max_new_tokens=request.max_tokens)
+        try:
+            narrow = self._builder.build(
+                request.prefix, request.suffix, budget, request.layout,
+                path=request.path, repo_name=request.repo_name, repo_files=request.repo_files,
+            )
+        except ValueError:
+            return prompt  # not even the frame fits: the whole prompt it is
+        log.info(
+            "latency budget %.0f ms at %.0f tok/s: prompt narrowed from %d to %d tokens",
+            request.latency_budget_ms, self.prompt_speed, len(prompt.tokens), len(narrow.tokens),
+        )
+        return narrow
+
+    def _estimate_evaluated(self, document: str | None, tokens: Sequence[int]) -> int:
+        """How many of ``tokens`` a request would evaluate (a dry run of the reuse plan:
+        nothing is moved, restored or saved)."""
+        mode = self._reuse_mode
+        plans = [self._plan(self._kv_tokens, self._exact_len, tokens, mode, True)]
+        snapshot = self._snapshots.get(document) if document is not None else None
+        if snapshot is not None:
+            plans.append(self._plan(snapshot.tokens, snapshot.exact_len, tokens, mode, True))
+        return min(plan.evaluated for plan in plans)
 
     def prefill(self, request: CompletionRequest, cancel: CancelToken | None = None) -> PrefillResult:
         """Evaluate ``request``'s prompt without generating, so that the completion that
@@ -1038,6 +1110,7 @@ class Engine:
             stats = self._stats(len(tokens) - 1, None, 0, started, time.perf_counter(), None, None)
             return PrefillResult(prompt, stats, cancelled=True)
         stats = self._stats(len(tokens) - 1, reuse, 0, started, time.perf_counter(), None, None)
+        self._note_prompt_speed(stats)
         return PrefillResult(prompt, stats, cancelled=False)
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,7 +117,7 @@ def test_a_wrong_completion_fails_with_the_exception_as_reason() -> None:
         evaluate_completions([("nope", "x")], "mine", settings)
 
 
-SMALL = dict(max_tokens=8, n_ctx=1024, threads=2)
+SMALL: dict[str, Any] = {"max_tokens": 8, "n_ctx": 1024, "threads": 2}
 
 
 def test_tiny_model_runs_the_whole_pipeline_and_resumes_a_killed_run(tiny_model: Path, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -437,3 +439,23 @@ def test_with_the_real_engine_a_user_request_cancels_a_queued_prefill(engine: En
     ran = runner.run_all()
     assert [job.kind for job in ran] == [RequestKind.USER]
     assert view.ghosts["doc"] is not None
+
+
+def test_user_requests_carry_the_first_token_budget_and_a_narrowed_one_is_followed_by_prefill(
+    session, runner, clock
+) -> None:
+    assert session.request_now() is RequestOutcome.SENT
+    (job,) = runner.of(RequestKind.USER)
+    assert job.request.latency_budget_ms == session.settings.first_token_budget_ms == 4000.0
+    session.on_started(job.request_id)
+    session.on_finished(job.request_id, dataclasses.replace(result("x"), narrowed=True))
+    advance(session, clock, IDLE)
+    (prefill,) = runner.of(RequestKind.PREFILL)  # the whole context joins in idle time
+    assert prefill.request.latency_budget_ms is None
+    assert prefill.request.prefix == TEXT[:CARET]
+
+
+def test_a_whole_prompt_answered_in_time_needs_no_prefill_at_the_same_place(session, runner, clock) -> None:
+    ask_and_answer(session, runner, "x")
+    advance(session, clock, IDLE * 2)
+    assert runner.of(RequestKind.PREFILL) == []

@@ -25,6 +25,7 @@ Time is injected: ``next_deadline()`` says when the session needs ``tick(now)``.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import time
@@ -47,6 +48,8 @@ log = logging.getLogger("starpad.session")
 
 DEFAULT_DEBOUNCE_MS = 250
 DEFAULT_IDLE_PREFILL_MS = 1000
+#: The issue's promise for a file just opened: the first token within 5 s.
+DEFAULT_FIRST_TOKEN_BUDGET_MS = 4000.0
 MAX_DOCUMENTS = 16
 
 Clock = Callable[[], float]
@@ -78,6 +81,10 @@ class SessionSettings:
     auto_complete: bool = True
     #: Idle time before the prompt at the caret is prefilled; None: never.
     idle_prefill_ms: int | None = DEFAULT_IDLE_PREFILL_MS
+    #: A user request must show its first token within this time: a prompt that would take
+    #: longer to evaluate (a file just opened) is narrowed around the caret, and the whole
+    #: context follows in idle time. None: always the whole prompt.
+    first_token_budget_ms: float | None = DEFAULT_FIRST_TOKEN_BUDGET_MS
     request: RequestSettings = RequestSettings()
 
     @classmethod
@@ -523,6 +530,11 @@ class CompletionSession:
             return
         if result.stop_reason != "cancelled":
             doc.cache.store(live.place, result.text)  # authoritative: may be shorter than what streamed
+        if result.narrowed:
+            # The first token came in time from a window around the caret; the whole
+            # context joins now, in idle time, so the next request reuses it.
+            self._evaluated = None
+            self._schedule_prefill()
         self._set_phase(CompletionPhase.IDLE, f"· {result.stop_reason.replace('_', ' ')}")
         if doc.id == self._current:
             self._show(doc, self._ghost_at(doc))
@@ -606,7 +618,7 @@ class CompletionSession:
         self._cancel_live()
         self._cancel_prefill()  # a user request supersedes idle work at once
         self._show(doc, None)
-        request = self.build_request(doc.id)
+        request = dataclasses.replace(self.build_request(doc.id), latency_budget_ms=self.settings.first_token_budget_ms)
         request_id = self._new_id()
         self._live = _Live(request_id, doc.id, Place.at(doc.text, doc.caret, self._context(doc)))
         self._evaluated = self._state(doc)
