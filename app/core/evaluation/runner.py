@@ -262,8 +262,10 @@ def _run_model(
                 score.complete = False
                 break
             pending.append(pool.submit(_execute, sandbox, problem, completion, str(path)))
-            pending = tracker.harvest(pending, store, block=False)
-        tracker.harvest(pending, store, block=True)
+            pending = tracker.harvest(pending, store, block=False, cancel=cancel)
+        tracker.harvest(pending, store, block=True, cancel=cancel)
+        if len(tracker.records) < len(problems):
+            score.complete = False  # cancelled while programs were still queued
     finally:
         pool.shutdown(wait=True)
         if engine is not None:
@@ -307,12 +309,22 @@ class _Tracker:
         self._on_progress = on_progress
 
     def harvest(self, pending: list[concurrent.futures.Future[SampleRecord]], store: RunStore | None,
-                block: bool) -> list[concurrent.futures.Future[SampleRecord]]:
-        still: list[concurrent.futures.Future[SampleRecord]] = []
-        for future in pending:
+                block: bool, cancel: CancelToken | None = None) -> list[concurrent.futures.Future[SampleRecord]]:
+        """Record finished programs in problem order (the run folder stays in order for a
+        resume); with ``block``, wait for all. A cancel stops after the program running
+        now: the ones not started are dropped."""
+        still = list(pending)
+        while still:
+            if cancel is not None and cancel.cancelled:
+                for future in still:
+                    future.cancel()  # only those not started yet
+                still = [f for f in still if not f.cancelled()]
+                if not still:
+                    break
+            future = still[0]
             if not block and not future.done():
-                still.append(future)
-                continue
+                break
+            still.pop(0)
             record = future.result()
             if store is not None:
                 store.append(record)
