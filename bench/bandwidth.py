@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,20 +52,10 @@ def _membw_binary() -> Path | None:
 
 
 def _numpy_bandwidth(buffer_mib: int, threads: int, passes: int) -> float:
-    import numpy as np
+    """Without a C compiler: the app's own NumPy measurement (the model dialog's machine check)."""
+    from app.core.machine_check import measure_bandwidth
 
-    data = np.arange((buffer_mib << 20) // 8, dtype=np.uint64)
-    slices = np.array_split(data, threads)
-    best = 0.0
-    for _ in range(passes):
-        workers = [threading.Thread(target=np.sum, args=(part,)) for part in slices]
-        started = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        best = max(best, data.nbytes / (time.perf_counter() - started))
-    return best
+    return measure_bandwidth(threads, buffer_mib, passes)
 
 
 def measure(threads: int, buffer_mib: int = 1024, passes: int = 5) -> Bandwidth:
