@@ -282,7 +282,6 @@ def _machine_speed(args: argparse.Namespace) -> Any:
     """The machine check's numbers: cached, or measured now (first run, ``--recheck``)."""
     from app.core.engine import default_threads
     from app.core.machine_check import load_cached, run_machine_check
-    from app.core.speed import CHECKED_QUANTS
 
     if args.no_speed:
         return None
@@ -290,7 +289,7 @@ def _machine_speed(args: argparse.Namespace) -> Any:
     speed = None if args.recheck else load_cached(threads)
     if speed is None:
         _note(f"checking this machine's speed ({threads} threads, about 20 s; cached for next time)")
-        speed = run_machine_check(list(CHECKED_QUANTS), threads)
+        speed = run_machine_check(threads)
     return speed
 
 

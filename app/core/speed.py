@@ -1,20 +1,18 @@
 """Predicted speed per catalog row, from this machine's check (``app.core.machine_check``).
 
-Two regimes, two formulas:
+The check times each ggml tensor type on two real-width StarCoder2 layers; a catalog
+quant is a mix of those types (``QUANT_MIX``, what llama.cpp's quantizer gives
+StarCoder2: a Q4_K_M file is 77 % Q4_K and 23 % Q6_K by weights). So:
 
-* **generation** reads every weight once per token (plus the KV cache up to the current
-  context), so it is bounded by memory bandwidth: ``efficiency × bandwidth ÷ bytes``.
-  The efficiency is what llama.cpp reaches of the bound measured here (0.87 of
-  bench/membw.c for the 3B Q4_K_M on this 2-core EPYC; NumPy's read measures a little
-  lower than membw.c, hence ``GEN_EFFICIENCY``). The mini model's per-token rate is
-  recorded too (``compute_bound_gen_tps``) but not used as a cap: one decode of a
-  21 M-parameter model is short enough that scheduling noise on a busy machine swamps
-  it (measured: it predicted 0.1 tok/s for a model that runs at 10). bench/speed_check.py
-  reports both, so the cap can be turned on where the data says it holds.
-* **prompt processing** multiplies a batch of tokens by every matrix: compute-bound, at
-  the rate the quant type's kernels reached on the mini model, scaled by the number of
-  parameters the prompt multiplies (the tied embedding/output matrix is only looked up
-  for prompt tokens: logits are computed for the last token alone).
+* **generation**: every weight is streamed from memory and multiplied once per token.
+  The check model's layers are far larger than any cache, so its per-weight time per
+  type already holds both the memory and the unpacking cost; a token of a real model
+  costs the mix-weighted sum over its weights, plus reading the KV cache up to the
+  current context at the measured bandwidth. (A bandwidth-only bound predicted Q3_K_M
+  50 % too fast here: small K-quants are compute-bound on two cores.)
+* **prompt processing** multiplies a batch of tokens by every block matrix (the tied
+  embedding is only looked up; logits are computed for the last token alone): the
+  mix-weighted per-type rate, divided by those weights.
 
 The usability target (``SpeedTarget``) says what "usable" means for completion while
 typing; the recommendation in ``app.core.memory_fit`` prefers quants that meet it.
@@ -25,22 +23,44 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from app.core.catalog import QUALITY_ORDER, ArchShape, CatalogEntry
-from app.core.machine_check import KernelRate, MachineSpeed
+from app.core.catalog import ArchShape, CatalogEntry
+from app.core.machine_check import MachineSpeed
 
 log = logging.getLogger("starpad.speed")
 
-#: Share of the measured (NumPy) read bandwidth that llama.cpp's generation reaches.
-GEN_EFFICIENCY = 0.95
 #: The prompt size the target and the table speak of.
 PROMPT_TOKENS = 1024
-#: Mixes that are not measured use their nearest measured sibling's kernels.
-_KERNEL_FALLBACK: dict[str, tuple[str, ...]] = {
-    "Q3_K_S": ("Q3_K_M",), "Q3_K_L": ("Q3_K_M",), "Q4_K_S": ("Q4_K_M",), "Q5_K_S": ("Q5_K_M",),
-    "Q5_0": ("Q4_0", "Q5_K_M"), "Q4_0": ("Q5_0", "Q4_K_M"),
+
+
+@dataclass(frozen=True)
+class MixShares:
+    """Share of a quant's weights per ggml tensor type: the matrices a prompt token
+    multiplies (block matrices) and those a generated token reads (plus the output)."""
+
+    prompt: dict[str, float]
+    gen: dict[str, float]
+
+
+#: What llama.cpp 0.3.36's quantizer makes of StarCoder2 (``python -m bench.quant_mix``
+#: writes this table: it quantizes a probe with the 3B's layers and GQA ratio and weighs
+#: each tensor by its size in the real 3B; the 3B's own generated files agree).
+QUANT_MIX: dict[str, MixShares] = {
+    "F16": MixShares(prompt={"F16": 1.0}, gen={"F16": 1.0}),
+    "Q8_0": MixShares(prompt={"Q8_0": 1.0}, gen={"Q8_0": 1.0}),
+    "Q6_K": MixShares(prompt={"Q6_K": 1.0}, gen={"Q6_K": 1.0}),
+    "Q5_K_M": MixShares(prompt={"Q5_K": 0.813, "Q6_K": 0.187}, gen={"Q5_K": 0.772, "Q6_K": 0.228}),
+    "Q5_K_S": MixShares(prompt={"Q5_K": 1.0}, gen={"Q5_K": 0.95, "Q6_K": 0.05}),
+    "Q5_0": MixShares(prompt={"Q5_0": 1.0}, gen={"Q5_0": 0.95, "Q6_K": 0.05}),
+    "Q4_K_M": MixShares(prompt={"Q4_K": 0.813, "Q6_K": 0.187}, gen={"Q4_K": 0.772, "Q6_K": 0.228}),
+    "Q4_K_S": MixShares(prompt={"Q4_K": 0.96, "Q5_K": 0.04}, gen={"Q4_K": 0.912, "Q6_K": 0.05, "Q5_K": 0.038}),
+    "Q4_0": MixShares(prompt={"Q4_0": 1.0}, gen={"Q4_0": 0.95, "Q6_K": 0.05}),
+    "Q3_K_L": MixShares(prompt={"Q3_K": 0.5, "Q5_K": 0.5}, gen={"Q3_K": 0.475, "Q5_K": 0.475, "Q6_K": 0.05}),
+    "Q3_K_M": MixShares(prompt={"Q3_K": 0.5, "Q4_K": 0.486, "Q5_K": 0.014},
+                        gen={"Q3_K": 0.475, "Q4_K": 0.462, "Q6_K": 0.05, "Q5_K": 0.013}),
+    "Q3_K_S": MixShares(prompt={"Q3_K": 1.0}, gen={"Q3_K": 0.95, "Q6_K": 0.05}),
+    "Q2_K": MixShares(prompt={"Q2_K": 0.5, "Q3_K": 0.492, "Q4_K": 0.008},
+                      gen={"Q2_K": 0.475, "Q3_K": 0.467, "Q6_K": 0.05, "Q4_K": 0.008}),
 }
-#: The quants the machine check times: one per kernel family of the catalog.
-CHECKED_QUANTS = ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_0", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
 
 
 @dataclass(frozen=True)
@@ -56,9 +76,8 @@ class SpeedTarget:
 class SpeedPrediction:
     gen_tps: float
     prompt_tps: float
-    #: Which bound decided generation: "memory" or "compute".
-    gen_bound: str
-    #: False when the quant's kernels were not measured and a sibling's stood in.
+    #: False when a tensor type of the quant's mix was not timed (a bandwidth-only
+    #: estimate stood in for generation, and the prompt speed is unknown: 0).
     kernel_measured: bool = True
 
     def prompt_seconds(self, tokens: int = PROMPT_TOKENS) -> float:
@@ -90,23 +109,19 @@ def format_seconds(seconds: float) -> str:
 
 
 def prompt_params(shape: ArchShape) -> int:
-    """Parameters a prompt token is multiplied by: all but the (tied) embedding matrix."""
+    """Weights a prompt token is multiplied by: all but the (tied) embedding matrix."""
     return shape.n_params - shape.n_vocab * shape.n_embd
 
 
-def kernel_for(quant: str, speed: MachineSpeed) -> tuple[KernelRate | None, bool]:
-    """The measured kernel rate for ``quant``, else a sibling's (measured=False), else None."""
-    if quant in speed.kernels:
-        return speed.kernels[quant], True
-    for sibling in _KERNEL_FALLBACK.get(quant, ()):
-        if sibling in speed.kernels:
-            return speed.kernels[sibling], False
-    if not speed.kernels:
-        return None, False
-    # Nearest in the quality order: kernels of neighbouring bit widths cost alike.
-    index = QUALITY_ORDER.index(quant) if quant in QUALITY_ORDER else 0
-    nearest = min(speed.kernels, key=lambda q: abs((QUALITY_ORDER.index(q) if q in QUALITY_ORDER else 0) - index))
-    return speed.kernels[nearest], False
+def _seconds_per_token(shares: dict[str, float], weights: int, rates: dict[str, float]) -> float | None:
+    """Mix-weighted time for one token over ``weights`` weights; None if a type is untimed."""
+    if any(t not in rates or rates[t] <= 0 for t in shares):
+        return None
+    return sum(share * weights / rates[t] for t, share in shares.items())
+
+
+def mix_for(quant: str) -> MixShares | None:
+    return QUANT_MIX.get(quant.upper())
 
 
 def predict(
@@ -124,23 +139,24 @@ def predict(
     ``gpu_fraction`` of the layers offloaded run ``gpu_speedup`` times faster (a rough
     what-if: a GPU's numbers are not measured by the CPU check).
     """
-    bytes_per_token = file_bytes + shape.kv_bytes_per_token() * n_ctx
-    t_token = bytes_per_token / (GEN_EFFICIENCY * speed.bandwidth_bytes_per_s)
-    kernel, measured = kernel_for(quant, speed)
-    gen_bound = "memory"
-    prompt_tps = kernel.prompt_param_tps / prompt_params(shape) if kernel else 0.0
+    mix = mix_for(quant)
+    gen_rates = {t: k.gen_param_tps for t, k in speed.kernels.items()}
+    prompt_rates = {t: k.prompt_param_tps for t, k in speed.kernels.items()}
+    kv_seconds = shape.kv_bytes_per_token() * n_ctx / speed.bandwidth_bytes_per_s
+    t_weights = _seconds_per_token(mix.gen, shape.n_params, gen_rates) if mix else None
+    t_prompt = _seconds_per_token(mix.prompt, prompt_params(shape), prompt_rates) if mix else None
+    measured = t_weights is not None and t_prompt is not None
+    if t_weights is None:
+        # Untimed mix (an older check, a type this llama.cpp lacks): the memory bound alone.
+        t_weights = file_bytes / speed.bandwidth_bytes_per_s
+    t_token = t_weights + kv_seconds
     if gpu_fraction > 0:
-        cpu_share = 1.0 - gpu_fraction
-        t_token = t_token * (cpu_share + gpu_fraction / gpu_speedup)
-        if prompt_tps > 0:
-            prompt_tps = 1.0 / ((1.0 / prompt_tps) * (cpu_share + gpu_fraction / gpu_speedup))
-    return SpeedPrediction(1.0 / t_token, prompt_tps, gen_bound, measured)
-
-
-def compute_bound_gen_tps(shape: ArchShape, quant: str, speed: MachineSpeed) -> float | None:
-    """Generation tokens/s if the quant's kernels (not the memory) were the limit."""
-    kernel, _ = kernel_for(quant, speed)
-    return kernel.gen_param_tps / shape.n_params if kernel and kernel.gen_param_tps > 0 else None
+        slowdown = (1.0 - gpu_fraction) + gpu_fraction / gpu_speedup
+        t_token *= slowdown
+        if t_prompt is not None:
+            t_prompt *= slowdown
+    prompt_tps = 1.0 / t_prompt if t_prompt else 0.0
+    return SpeedPrediction(1.0 / t_token, prompt_tps, measured)
 
 
 def predict_entry(entry: CatalogEntry, speed: MachineSpeed, n_ctx: int = PROMPT_TOKENS) -> SpeedPrediction:

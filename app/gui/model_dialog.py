@@ -40,7 +40,7 @@ from app.core.local_models import LocalModel, find_local_models, user_models_dir
 from app.core.machine_check import MachineSpeed, load_cached, run_machine_check
 from app.core.memory_fit import FitReport, MemoryInfo, detect_memory, fit_report
 from app.core.offload import ALL, AUTO, describe_gpu_layers
-from app.core.speed import CHECKED_QUANTS, SpeedTarget
+from app.core.speed import SpeedTarget
 from app.core.model_info import model_info
 from app.core.units import format_bytes
 
@@ -66,7 +66,7 @@ class SpeedCheckWorker(QObject):
     @Slot(int)
     def run(self, threads: int) -> None:
         try:
-            speed = run_machine_check(list(CHECKED_QUANTS), threads, progress=self.progress.emit)
+            speed = run_machine_check(threads, progress=self.progress.emit)
         except Exception as exc:  # noqa: BLE001 - a failed check must not take the window down
             log.exception("machine check failed")
             self.failed.emit(f"the speed check failed: {exc}")
@@ -283,7 +283,7 @@ class ModelDialog(QDialog):
         self.set_speed(speed)
         self.progress_label.setText(
             f"Speed checked in {speed.seconds:.0f} s: {speed.bandwidth_bytes_per_s / 1e9:.1f} GB/s memory read, "
-            f"{len(speed.kernels)} quant types timed on {speed.threads} threads."
+            f"{len(speed.kernels)} tensor types timed on {speed.threads} threads."
         )
 
     def _on_check_failed(self, message: str) -> None:
