@@ -59,7 +59,6 @@ from app.core.engine import (
     CompletionRequest,
     CompletionResult,
     Engine,
-    EngineConfig,
     PrefillResult,
     ReuseMode,
     SamplingParams,
@@ -75,6 +74,7 @@ from app.core.session import (
     SessionSettings,
 )
 from bench.retype import LlamaServer, _free_port
+from bench import offload
 
 log = logging.getLogger("starpad.bench.edit_session")
 
@@ -471,7 +471,7 @@ class StarpadPeer:
 
     def __init__(self, model: Path, threads: int, n_ctx: int, max_tokens: int) -> None:
         self.engine = Engine()
-        self.engine.load(model, EngineConfig(n_ctx=n_ctx, n_threads=threads))
+        self.engine.load(model, offload.engine_config(n_ctx=n_ctx, n_threads=threads))
         self.engine.complete(CompletionRequest(prefix="def f(x):\n    ", max_tokens=2))  # warm-up
         self.engine.reset_cache()
         self._inbox: queue.Queue[tuple[str, tuple[Any, ...], float]] = queue.Queue()
@@ -589,7 +589,8 @@ class VscodeServer(LlamaServer):
     def __init__(self, binary: Path, model: Path, threads: int, n_ctx: int) -> None:  # noqa: D107
         self.port = _free_port()
         cmd = [
-            str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(n_ctx),
+            str(binary), "-m", str(model), *offload.peer_args(),
+            "-t", str(threads), "-tb", str(threads), "-c", str(n_ctx),
             "-b", "1024", "-ub", "1024", "-np", "1", "--cache-reuse", "256", "--load-mode", "none", "--no-webui",
             "--host", "127.0.0.1", "--port", str(self.port),
         ]
@@ -903,8 +904,8 @@ def quality(model: Path, trace: SessionTrace, threads: int, n_ctx: int, n_tokens
     exact run split into other batches (see the module docstring)."""
     fast, cold = Engine(), Engine()
     try:
-        fast.load(model, EngineConfig(n_ctx=n_ctx, n_threads=threads, reuse=ReuseMode.FAST))
-        cold.load(model, EngineConfig(n_ctx=n_ctx, n_threads=threads, reuse=ReuseMode.EXACT))
+        fast.load(model, offload.engine_config(n_ctx=n_ctx, n_threads=threads, reuse=ReuseMode.FAST))
+        cold.load(model, offload.engine_config(n_ctx=n_ctx, n_threads=threads, reuse=ReuseMode.EXACT))
         ban = tuple((t, float("-inf")) for t in sorted(fast.end_token_ids()))
         sampling = SamplingParams(logit_bias=ban)
         rows: list[QualityRow] = []

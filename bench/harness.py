@@ -33,6 +33,7 @@ from typing import Any
 from app.core.engine import default_threads
 from app.core.errors import StarpadError
 from app.core.model_info import model_info
+from bench import offload
 
 log = logging.getLogger("starpad.bench")
 HERE = Path(__file__).resolve().parent
@@ -131,6 +132,7 @@ def run_all(
         "model": {"path": str(model), "name": info.name, "file_type": info.file_type,
                   "size_bytes": info.size_bytes, "n_params": info.n_params},
         "threads": threads,
+        "n_gpu_layers": offload.gpu_layers(),
     }
 
     def scenario(name: str, run: Callable[[], Any]) -> None:
@@ -245,7 +247,17 @@ def merged_into_latest(results: dict[str, Any], only: tuple[str, ...]) -> dict[s
 def main(argv: list[str] | None = None) -> int:
     # The CLI's own option types: every numeric option is checked the same way, and --out
     # before a run of many minutes rather than when its results are written.
-    from app.cli import THREADS, THREADS_HELP, Parser, int_range, output_dir, save_somewhere_safe
+    from app.cli import (
+        GPU_LAYERS,
+        GPU_LAYERS_HELP,
+        THREADS,
+        THREADS_HELP,
+        Parser,
+        _gpu_layers_for,
+        int_range,
+        output_dir,
+        save_somewhere_safe,
+    )
 
     parser = Parser(prog="starpad bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="GGUF to measure (required without --quick)")
@@ -256,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"A/B rounds against llama.cpp, 1 to {MAX_ROUNDS} (default 6, quick 2)")
     parser.add_argument("--threads", type=THREADS, default=default_threads(), help=THREADS_HELP)
     parser.add_argument("--no-build", action="store_true", help="never compile llama-bench/llama-server")
+    parser.add_argument("--n-gpu-layers", type=GPU_LAYERS, default=0,
+                        help=GPU_LAYERS_HELP + "; llama-bench and llama-server get the same")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, metavar="SCENARIO",
                         help=f"run only these scenarios ({', '.join(SCENARIOS)}); results/latest.* are then "
                              "left alone")
@@ -287,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     except StarpadError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    gpu_layers, gpu_note = _gpu_layers_for(model, args.n_gpu_layers, 16384)
+    for line in gpu_note:
+        print(f"bench: {line}", file=sys.stderr)
+    offload.use(gpu_layers)
     rounds = args.rounds or (2 if args.quick else 6)
     only = tuple(args.only) if args.only else SCENARIOS
     results = run_all(model, args.quick, args.threads, rounds, build_tools=not args.quick and not args.no_build,

@@ -13,6 +13,7 @@ import argparse
 import json
 import subprocess
 import sys
+from bench import offload
 from typing import Any
 from pathlib import Path
 
@@ -29,12 +30,12 @@ def _proc_status() -> dict[str, int]:
 def measure_in_this_process(model: str, n_ctx: int, use_mmap: bool) -> dict[str, Any]:
     import time
 
-    from app.core.engine import CompletionRequest, Engine, EngineConfig
+    from app.core.engine import CompletionRequest, Engine
 
     baseline = _proc_status()
     engine = Engine()
     started = time.perf_counter()
-    engine.load(model, EngineConfig(n_ctx=n_ctx, use_mmap=use_mmap))
+    engine.load(model, offload.engine_config(n_ctx=n_ctx, use_mmap=use_mmap))
     load_s = time.perf_counter() - started
     engine.complete(CompletionRequest(prefix="def hello():\n    ", max_tokens=2))
     after = _proc_status()

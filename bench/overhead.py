@@ -19,9 +19,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from app.core.engine import CancelToken, CompletionRequest, Engine, EngineConfig, SamplingParams
+from app.core.engine import CancelToken, CompletionRequest, Engine, SamplingParams
 from app.core.fim import Layout
 from bench.workload import exact_token_prompt
+from bench import offload
 
 log = logging.getLogger("starpad.bench.overhead")
 
@@ -100,7 +101,7 @@ def starpad_speed(engine: Engine, prompt_text: str, n_gen: int) -> Speed:
 def llama_bench_speed(binary: Path, model: Path, n_prompt: int, n_gen: int, threads: int, n_batch: int) -> Speed:
     """One llama-bench process: pp and tg tests with a warm-up each, like its defaults."""
     cmd = [
-        str(binary), "-m", str(model), "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen),
+        str(binary), "-m", str(model), *offload.peer_args(), "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen),
         "-b", str(n_batch), "-ub", str(n_batch), "-r", "1", "--load-mode", "none", "-o", "json",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -177,7 +178,7 @@ class LowLevelLoop:
 def run(model: Path, rounds: int, n_prompt: int, n_gen: int, threads: int, llama_bench: Path | None) -> OverheadResult:
     n_ctx = max(1024, n_prompt + n_gen + 64)
     engine = Engine()
-    engine.load(model, EngineConfig(n_ctx=n_ctx, n_threads=threads))
+    engine.load(model, offload.engine_config(n_ctx=n_ctx, n_threads=threads))
     n_batch = engine.n_batch  # the batch Starpad really decodes with: the references use the same
     prompt_text = exact_token_prompt(engine.tokenize, n_prompt)
     n_actual = len(engine.tokenize(prompt_text))

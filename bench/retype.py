@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.engine import CompletionRequest, Engine, EngineConfig
+from app.core.engine import CompletionRequest, Engine
 from app.core.fim import Layout
 from bench.workload import FimDocument, fim_document
+from bench import offload
 
 log = logging.getLogger("starpad.bench.retype")
 
@@ -61,7 +62,7 @@ def starpad_runs(
     model: Path, threads: int, n_ctx: int, n_before: int, n_after: int
 ) -> tuple[list[RetypeRun], FimDocument]:
     engine = Engine()
-    engine.load(model, EngineConfig(n_ctx=n_ctx, n_threads=threads))
+    engine.load(model, offload.engine_config(n_ctx=n_ctx, n_threads=threads))
     runs = []
     try:
         doc = fim_document(engine.tokenize, n_before, n_after)
@@ -100,7 +101,8 @@ class LlamaServer:
     def __init__(self, binary: Path, model: Path, threads: int, n_ctx: int, spm: bool) -> None:
         self.port = _free_port()
         cmd = [
-            str(binary), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(n_ctx),
+            str(binary), "-m", str(model), *offload.peer_args(),
+            "-t", str(threads), "-tb", str(threads), "-c", str(n_ctx),
             "-b", "2048", "-ub", "512", "-np", "1", "--cache-reuse", "256", "--load-mode", "none", "--no-webui",
             "--host", "127.0.0.1", "--port", str(self.port),
         ] + (["--spm-infill"] if spm else [])

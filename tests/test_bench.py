@@ -23,7 +23,8 @@ def test_quick_benchmark_writes_json_markdown_and_plots(tiny_model: Path, tmp_pa
     out = tmp_path / "bench"
     latest_before = _latest_stamp()
     done = subprocess.run(
-        [sys.executable, "main.py", "bench", "--quick", "--model", str(tiny_model), "--out", str(out)],
+        [sys.executable, "main.py", "bench", "--quick", "--model", str(tiny_model), "--out", str(out),
+         "--n-gpu-layers", "auto"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -31,6 +32,10 @@ def test_quick_benchmark_writes_json_markdown_and_plots(tiny_model: Path, tmp_pa
     assert len(runs) == 1
     results = json.loads(runs[0].read_text())
     summary = results["summary"]
+    from app.cli import _gpu_layers_for
+    from app.core.offload import AUTO
+
+    assert results["n_gpu_layers"] == _gpu_layers_for(tiny_model, AUTO, 16384)[0]  # as `complete` decides
     for key in ("machine", "model", "tg_ratio", "pp_ratio", "retype_ttft_ratio", "max_stall_ms", "rss_error_pct",
                 "bandwidth_fraction"):
         assert summary[key] is not None, key
@@ -97,3 +102,21 @@ def test_bench_refuses_a_broken_model_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("bench: ") and "Traceback" not in done.stderr
     assert not list((tmp_path / "out").glob("bench-*.json"))
+
+
+def test_one_gpu_layer_choice_reaches_the_engines_and_the_peers() -> None:
+    from bench import offload
+
+    try:
+        offload.use(12)
+        assert offload.engine_config(n_ctx=512, n_threads=2).n_gpu_layers == 12
+        assert offload.peer_args() == ["-ngl", "12"]
+    finally:
+        offload.use(0)
+    assert offload.engine_config(n_ctx=512).n_gpu_layers == 0 and offload.peer_args() == ["-ngl", "0"]
+
+
+def test_bench_refuses_a_bad_gpu_layer_count(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "main.py", "bench", "--quick", "--n-gpu-layers", "lots",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "auto, all or a number" in done.stderr

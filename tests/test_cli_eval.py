@@ -18,7 +18,8 @@ from app.cli import EVAL_SUBSETS
 from app.core.evaluation.dataset import Subset, load_problems
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_KEYS = {"model", "pass_at_1", "ci_low", "ci_high", "exact_match", "n", "ttft_ms_mean", "gen_tps_mean"}
+MODEL_KEYS = {"model", "pass_at_1", "ci_low", "ci_high", "exact_match", "n", "ttft_ms_mean", "gen_tps_mean",
+              "seconds"}
 RESULT_KEYS = {"model", "task_id", "passed", "reason", "seconds"}
 
 

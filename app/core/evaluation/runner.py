@@ -100,7 +100,7 @@ class ModelScore:
         return self.exact / self.n if self.n else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly the keys ``eval --json`` promises."""
+        """The keys ``eval --json`` promises, and the run's wall time."""
         low, high = self.ci
         return {
             "model": self.model,
@@ -111,6 +111,7 @@ class ModelScore:
             "n": self.n,
             "ttft_ms_mean": None if self.ttft_ms_mean is None else round(self.ttft_ms_mean, 3),
             "gen_tps_mean": None if self.gen_tps_mean is None else round(self.gen_tps_mean, 3),
+            "seconds": round(self.seconds, 1),  # wall time of this model's run, loading included
         }
 
 
