@@ -1,0 +1,1 @@
+"""The workspace: open documents and tabs, the saved session, the open folder (Qt-free parts)."""
