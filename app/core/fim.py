@@ -15,12 +15,15 @@ layout and the budget cuts are chosen for KV-cache reuse while the user types:
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from app.core.model_info import FimTokenIds
 
 Tokenize = Callable[[str], list[int]]
+#: Repository parts whose tokens are kept (a block holds a few dozen at most).
+REPO_TOKEN_CACHE = 128
 
 
 class Layout(str, enum.Enum):
@@ -47,10 +50,13 @@ class Segment:
 
 @dataclass(frozen=True)
 class RepoFile:
-    """Another open file offered as repository-level context."""
+    """Another file offered as repository-level context (``app.core.repo_context`` picks
+    them): laid out as ``<file_sep>``path``\\n``text, whatever ``lines`` says."""
 
     path: str
     text: str
+    #: 1-based first and last line when ``text`` is a chunk of the file; None: the whole file.
+    lines: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class FimPrompt:
     prefix_chars_dropped: int = 0
     suffix_chars_dropped: int = 0
     repo_files_used: tuple[str, ...] = field(default=())
+    #: Indices into the ``repo_files`` given to ``build`` of those in the prompt.
+    repo_file_indices: tuple[int, ...] = field(default=())
 
     @property
     def tokens(self) -> list[int]:
@@ -92,6 +100,12 @@ class PromptBudget:
     def prompt_tokens(self) -> int:
         return max(0, self.n_ctx - self.reserved_tokens)
 
+    @property
+    def repo_tokens(self) -> int:
+        """Room for the repository block from ``<repo_name>`` up to (not including) the
+        current file's ``<file_sep>``: what ``app.core.repo_context`` plans with."""
+        return int((self.prompt_tokens - 3) * self.repo_share) - 1
+
 
 class PromptBuilder:
     """Turn (prefix, suffix, context files) into the exact token ids the model sees."""
@@ -99,6 +113,9 @@ class PromptBuilder:
     def __init__(self, tokenize: Tokenize, fim: FimTokenIds) -> None:
         self._tokenize = tokenize
         self._fim = fim
+        #: Tokens of recent repository parts: the block is the same request after request
+        #: (it changes only with the set of files), so it is tokenized once, not per keystroke.
+        self._repo_tokens: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
 
     @property
     def fim(self) -> FimTokenIds:
@@ -124,17 +141,18 @@ class PromptBuilder:
         n_special = {Layout.PREFIX_ONLY: 0, Layout.SPM: 3, Layout.PSM: 3}[layout]
         available = budget.prompt_tokens - n_special
         repo_segments: list[Segment] = []
-        used_files: list[str] = []
+        used_indices: list[int] = []
         if use_repo:
-            repo_segments, used_files = self._repo_segments(
-                repo_name or "", repo_files, int(available * budget.repo_share)
+            # One token stays for our own file's <file_sep>, which opens the FIM part.
+            repo_segments, used_indices = self._repo_segments(
+                repo_name or "", repo_files, int(available * budget.repo_share) - 1
             )
-            # Our own file's <file_sep> that opens the FIM part.
             repo_segments.append(Segment(SegmentKind.SPECIAL, (fim.sep,), "<file_sep>"))  # type: ignore[arg-type]
             if sum(len(s.tokens) for s in repo_segments) > available * budget.repo_share:
                 # A repository name too long for a small context: the code matters more.
-                repo_segments, used_files, header = [], [], ""
+                repo_segments, used_indices, header = [], [], ""
             available -= sum(len(s.tokens) for s in repo_segments)
+        used_files = [repo_files[i].path for i in used_indices]
         header_tokens = self._tokenize(header) if header else []
         if len(header_tokens) > available // 4:
             header_tokens = []  # likewise a file path that would crowd out the code
@@ -165,28 +183,44 @@ class PromptBuilder:
         pfx = Segment(SegmentKind.PREFIX, tuple(prefix_tokens))
         sfx = Segment(SegmentKind.SUFFIX, tuple(suffix_tokens))
         body = (pre, suf, sfx, mid, pfx) if layout is Layout.SPM else (pre, pfx, suf, sfx, mid)
-        return FimPrompt(layout, (*repo_segments, *body), prefix_dropped, suffix_dropped, tuple(used_files))
+        return FimPrompt(layout, (*repo_segments, *body), prefix_dropped, suffix_dropped, tuple(used_files),
+                         tuple(used_indices))
 
     def _repo_segments(
         self, repo_name: str, files: Sequence[RepoFile], cap: int
-    ) -> tuple[list[Segment], list[str]]:
-        """StarCoder2's repository layout: <repo_name>name<file_sep>path\\ncode… (whole files only)."""
+    ) -> tuple[list[Segment], list[int]]:
+        """StarCoder2's repository layout: <repo_name>name<file_sep>path\\ncode…, each part a
+        whole file or a chunk as given (never cut here: a cut file teaches the model a
+        truncated file). ``files`` come far first, near last (``app.core.repo_context``):
+        when they do not all fit, the earliest are left out, so the most relevant stay."""
         fim = self._fim
         segments = [
             Segment(SegmentKind.SPECIAL, (fim.rep,), "<repo_name>"),  # type: ignore[arg-type]
             Segment(SegmentKind.REPO, tuple(self._tokenize(repo_name)), "repo name"),
         ]
         used = sum(len(s.tokens) for s in segments)
-        names: list[str] = []
-        for repo_file in files:
-            tokens = self._tokenize(f"{repo_file.path}\n{repo_file.text}")
-            if used + 1 + len(tokens) > cap:
-                continue  # a cut file teaches the model a truncated file: leave it out whole
+        tokenized = [self._tokenize_part(repo_file) for repo_file in files]
+        kept: list[int] = []
+        for index in range(len(files) - 1, -1, -1):
+            if used + 1 + len(tokenized[index]) <= cap:
+                kept.append(index)
+                used += 1 + len(tokenized[index])
+        kept.reverse()
+        for index in kept:
             segments.append(Segment(SegmentKind.SPECIAL, (fim.sep,), "<file_sep>"))  # type: ignore[arg-type]
-            segments.append(Segment(SegmentKind.REPO, tuple(tokens), repo_file.path))
-            used += 1 + len(tokens)
-            names.append(repo_file.path)
-        return segments, names
+            segments.append(Segment(SegmentKind.REPO, tuple(tokenized[index]), files[index].path))
+        return segments, kept
+
+    def _tokenize_part(self, repo_file: RepoFile) -> list[int]:
+        key = (repo_file.path, repo_file.text)
+        tokens = self._repo_tokens.get(key)
+        if tokens is None:
+            tokens = self._repo_tokens[key] = self._tokenize(f"{repo_file.path}\n{repo_file.text}")
+            while len(self._repo_tokens) > REPO_TOKEN_CACHE:
+                self._repo_tokens.popitem(last=False)
+        else:
+            self._repo_tokens.move_to_end(key)
+        return tokens
 
     def _fit_prefix(self, prefix: str, cap: int, step_lines: int) -> tuple[list[int], int]:
         """Keep the end of the prefix; drop whole blocks of lines from its start."""

@@ -93,3 +93,34 @@ def test_prefix_only_when_vocab_lacks_fim() -> None:
     prompt = b.build("abc", "def", PromptBudget(100, 10), Layout.SPM)
     assert prompt.layout is Layout.PREFIX_ONLY
     assert prompt.tokens == [97, 98, 99]
+
+
+def test_a_chunk_is_laid_out_like_a_file(engine: Engine) -> None:
+    """A 64-line chunk of a big file is one more <file_sep>path\\ntext part; its lines are metadata."""
+    chunk = "".join(f"v{i} = {i}\n" for i in range(100, 164))
+    files = [RepoFile("big.py", chunk, (101, 164)), RepoFile("util.py", "def helper():\n    pass\n")]
+    prompt = builder(engine).build(
+        PREFIX, SUFFIX, PromptBudget(4096, 64), Layout.SPM, path="main.py", repo_name="demo", repo_files=files
+    )
+    assert prompt.tokens == [
+        REP, *engine.tokenize("demo"),
+        SEP, *engine.tokenize("big.py\n" + chunk),
+        SEP, *engine.tokenize("util.py\ndef helper():\n    pass\n"),
+        SEP, PRE, SUF, *engine.tokenize(SUFFIX), MID, *engine.tokenize("main.py\n" + PREFIX),
+    ]
+    assert prompt.repo_file_indices == (0, 1)
+
+
+def test_repo_parts_that_do_not_fit_leave_from_the_front(engine: Engine) -> None:
+    """Parts come far first, near last: a smaller context keeps the ones next to the code."""
+    far = RepoFile("far.py", "".join(f"far_{i} = {i}\n" for i in range(80)))
+    near = RepoFile("near.py", "near = 1\n")
+    nearest = RepoFile("nearest.py", "nearest = 2\n")
+    budget = PromptBudget(n_ctx=300, max_new_tokens=64)
+    prompt = builder(engine).build(PREFIX, SUFFIX, budget, Layout.PSM, path="main.py", repo_name="demo",
+                                   repo_files=[far, near, nearest])
+    assert prompt.repo_files_used == ("near.py", "nearest.py") and prompt.repo_file_indices == (1, 2)
+    repo = prompt.tokens[: prompt.tokens.index(PRE)]
+    assert repo == [REP, *engine.tokenize("demo"), SEP, *engine.tokenize("near.py\nnear = 1\n"),
+                    SEP, *engine.tokenize("nearest.py\nnearest = 2\n"), SEP]
+    assert len(repo) <= budget.repo_tokens + 1  # the planning figure the context provider uses

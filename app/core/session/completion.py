@@ -19,6 +19,12 @@ Rules it keeps (each was a bug or a request once):
   PREFILL job evaluates that prompt so the next real request reuses the KV cache; a user
   request supersedes it at once.
 * Nothing is asked while a quant comparison runs (two llama.cpp contexts would starve).
+* The repository block (``app.core.repo_context``) of the current document never changes
+  on a keystroke or a caret move, so it stays in the KV cache: it is rebuilt only when
+  the set of relevant files changes — a document opened, closed, switched to or saved,
+  the folder changed, or the current file's imports changed (checked in idle time) — and
+  the new block is then prefilled in idle time. Open tabs' unsaved text is taken at the
+  rebuild.
 
 Time is injected: ``next_deadline()`` says when the session needs ``tick(now)``.
 """
@@ -30,7 +36,7 @@ import enum
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -39,9 +45,17 @@ from app.core.engine import CompletionRequest, CompletionResult, CompletionStats
 from app.core.ghost import Ghost
 from app.core.repo import RepoLocation
 from app.core.repo import locate as repo_locate
+from app.core.repo_context import (
+    MAX_REGIONS_PER_FILE,
+    ContextBlock,
+    ContextInputs,
+    CountTokens,
+    RepoContext,
+    estimate_tokens,
+)
 from app.core.session.cache import CompletionCache, Place, remainder
 from app.core.session.jobs import RequestKind, SessionJob
-from app.core.session.requests import RequestSettings, build_request
+from app.core.session.requests import RequestSettings, build_request, plan_context
 from app.core.settings_schema import Settings
 
 log = logging.getLogger("starpad.session")
@@ -51,6 +65,8 @@ DEFAULT_IDLE_PREFILL_MS = 1000
 #: The issue's promise for a file just opened: the first token within 5 s.
 DEFAULT_FIRST_TOKEN_BUDGET_MS = 4000.0
 MAX_DOCUMENTS = 16
+#: Idle time rescans the current file for changed imports up to this size (~100 ms for 5 MB).
+MAX_IMPORT_SCAN_CHARS = 2_000_000
 
 Clock = Callable[[], float]
 
@@ -235,6 +251,11 @@ def _locate(path: Path | None) -> RepoLocation | None:
         return None
 
 
+def _line_of(text: str, caret: int) -> int:
+    """0-based line of ``caret`` (called on a tab switch or a rebuild, not per keystroke)."""
+    return text.count("\n", 0, max(0, min(caret, len(text))))
+
+
 class CompletionSession:
     """See the module docstring. Not thread-safe: one thread (the GUI's) drives it."""
 
@@ -246,6 +267,7 @@ class CompletionSession:
         clock: Clock = time.monotonic,
         recent_files: Callable[[], Sequence[str]] = lambda: (),
         max_documents: int = MAX_DOCUMENTS,
+        count_tokens: CountTokens | None = None,
     ) -> None:
         self._runner = runner
         self._view: SessionView = view if view is not None else NullView()
@@ -264,6 +286,19 @@ class CompletionSession:
         self._next_id = 0
         self._phase: tuple[CompletionPhase, str] = (CompletionPhase.IDLE, "")
         self._deadlines = Deadlines(lambda at: self._view.deadline_changed(at))
+        # Repository context: the block of the current document, rebuilt only when stale.
+        self._repo_context = RepoContext(count_tokens or estimate_tokens)
+        self._workspace: Path | None = None
+        self._block: ContextBlock | None = None
+        self._block_doc: str | None = None
+        self._block_stale = True
+        #: Lines recently seen per file (0-based, most recent first), for chunks of big files.
+        self._regions: dict[Path, list[int]] = {}
+        #: Files edited here and closed since, most recent last.
+        self._edited_closed: list[Path] = []
+        #: (document, version) whose imports the last idle check read.
+        self._imports_checked: tuple[str, int] | None = None
+        self._context_disabled: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------ queries
     @property
@@ -318,7 +353,39 @@ class CompletionSession:
             repo=doc.repo,
             recent_files=self._recent_files() if self.settings.request.use_repo_context else (),
             document=doc.id,
+            context=self._current_block(doc),
         )
+
+    @property
+    def context_block(self) -> ContextBlock | None:
+        """The current document's repository block (None: repository context is off, or
+        the document has no file). Built here if the set of relevant files changed."""
+        doc = self.current
+        return self._current_block(doc) if doc is not None else None
+
+    @property
+    def workspace(self) -> Path | None:
+        return self._workspace
+
+    def set_workspace(self, folder: Path | None) -> None:
+        """A folder was opened (or closed): it names the repository and bounds a remote
+        engine's context. The new block is prefilled in idle time."""
+        if folder != self._workspace:
+            self._workspace = folder
+            self._context_changed()
+
+    def files_changed(self) -> None:
+        """A file was saved, or changed on disk: the context block is rebuilt (with the
+        tabs' texts as they are now) and prefilled in idle time."""
+        self._context_changed()
+
+    def set_context_disabled(self, paths: Iterable[str]) -> None:
+        """The user switched these context files off (paths relative to the repository
+        root, as ``context_block`` lists them): they stay out of every block until switched on."""
+        disabled = frozenset(paths)
+        if disabled != self._context_disabled:
+            self._context_disabled = disabled
+            self._context_changed()
 
     # ---------------------------------------------------------- documents
     def open_document(self, doc_id: str, text: str, caret: int = 0, path: Path | None = None) -> DocumentState:
@@ -351,7 +418,9 @@ class CompletionSession:
         self._cancel_live()
         if old is not None and old.id != doc_id:
             self._show(old, None)
+            self._remember_region(old)
         self._current = doc_id
+        self._block_stale = True  # another current file, or its text replaced: another block
         self._docs.move_to_end(doc_id)
         doc = self._docs[doc_id]
         doc.ghost = None
@@ -370,11 +439,16 @@ class CompletionSession:
             self._current = None
             self._deadlines.clear(Deadline.DEBOUNCE)
             self._deadlines.clear(Deadline.PREFILL)
+        self._remember_region(doc)
+        if doc.version > 0 and doc.path is not None:  # edited here: a recently edited file now
+            self._edited_closed = [p for p in self._edited_closed if p != doc.path][-15:] + [doc.path]
+        self._context_changed()
 
     def set_path(self, doc_id: str, path: Path | None) -> None:
         """The document was saved under another name: the prompt's path changes."""
         doc = self._docs[doc_id]
         doc.path, doc.repo = path, _locate(path)
+        self._context_changed()
 
     # -------------------------------------------------------------- edits
     def text_edited(self, text: str, caret: int, doc_id: str | None = None) -> None:
@@ -451,6 +525,8 @@ class CompletionSession:
 
     # ------------------------------------------------------ configuration
     def configure(self, settings: SessionSettings) -> None:
+        if settings.request != self.settings.request:  # repository context on/off, budget, remote
+            self._block_stale = True
         self.settings = settings
         if not settings.auto_complete:
             self._deadlines.clear(Deadline.DEBOUNCE)
@@ -572,7 +648,9 @@ class CompletionSession:
 
     def _context(self, doc: DocumentState) -> Hashable:
         """What besides the text shapes the prompt: part of every cache key."""
-        return (self.settings.request, str(doc.path) if doc.path is not None else None)
+        block = self._current_block(doc)
+        return (self.settings.request, str(doc.path) if doc.path is not None else None,
+                block.key if block is not None else None)
 
     def _state(self, doc: DocumentState) -> _PromptState:
         return (doc.id, doc.version, doc.caret, self._context(doc))
@@ -647,6 +725,7 @@ class CompletionSession:
         doc = self.current
         if doc is None or not self._can_complete() or self._deadlines.pending(Deadline.DEBOUNCE):
             return
+        self._check_imports(doc)
         state = self._state(doc)
         if state == self._evaluated or (self._prefill is not None and self._prefill.state == state):
             return
@@ -660,6 +739,73 @@ class CompletionSession:
         request_id = self._new_id()
         self._prefill = _Prefill(request_id, state)
         self._runner.submit(SessionJob(request_id, RequestKind.PREFILL, request))
+
+    # ------------------------------------------------- repository context
+    def _context_changed(self) -> None:
+        """The set of relevant files changed: rebuild the block when next needed and
+        prefill it in idle time."""
+        self._block_stale = True
+        if self.current is not None:
+            self._schedule_prefill()
+
+    def _current_block(self, doc: DocumentState) -> ContextBlock | None:
+        """The repository block for ``doc`` when it is the current document (only the
+        current document has one: others get theirs when they become current)."""
+        if not self.settings.request.use_repo_context or doc.path is None or doc.id != self._current:
+            return None
+        if self._block_stale or self._block_doc != doc.id:
+            self._block, self._block_doc, self._block_stale = self._plan_block(doc), doc.id, False
+        return self._block
+
+    def _plan_block(self, doc: DocumentState) -> ContextBlock:
+        assert doc.path is not None
+        # Open tabs, most recently used first (they are picked in this order when not all fit).
+        open_texts = {d.path: d.text for d in reversed(self._docs.values()) if d.path is not None}
+        regions: dict[Path, list[int]] = {path: list(lines) for path, lines in self._regions.items()}
+        for other in self._docs.values():
+            if other.path is not None and other.id != doc.id:
+                line = _line_of(other.text, other.caret)
+                regions[other.path] = [line, *(x for x in regions.get(other.path, ()) if x != line)]
+        recent = [*reversed(self._edited_closed), *(Path(p) for p in self._recent_files())]
+        inputs = ContextInputs(doc.path, self._workspace, open_texts, recent, regions, current_text=doc.text,
+                               disabled=self._context_disabled)
+        try:
+            block = plan_context(inputs, self.settings.request, provider=self._repo_context)
+        except (OSError, ValueError, RuntimeError) as exc:
+            # An empty block, not None: None would make every request plan one again.
+            log.warning("no repository context for %s: %s", doc.path, exc)
+            root = doc.repo.root if doc.repo is not None else doc.path.parent
+            return ContextBlock(root, root.name or str(root),
+                                doc.repo.relative_path if doc.repo is not None else doc.path.name, ())
+        log.debug("repository block for %s: %d parts", block.current_path, len(block.entries))
+        return block
+
+    def _check_imports(self, doc: DocumentState) -> None:
+        """Idle time: a changed import list makes the block stale (never checked per keystroke)."""
+        block = self._block if self._block_doc == doc.id and not self._block_stale else None
+        if block is None or doc.path is None or not self.settings.request.use_repo_context:
+            return
+        if (doc.id, doc.version) == self._imports_checked or len(doc.text) > MAX_IMPORT_SCAN_CHARS:
+            return  # nothing typed since the last look; a huge file is rescanned on rebuilds only
+        self._imports_checked = (doc.id, doc.version)
+        try:
+            imports = self._repo_context.imports_of(ContextInputs(doc.path, self._workspace, current_text=doc.text))
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.info("cannot read the imports of %s: %s", doc.path, exc)
+            return
+        if imports != block.imports:
+            log.debug("imports of %s changed: new repository block", doc.path)
+            self._block_stale = True
+
+    def _remember_region(self, doc: DocumentState) -> None:
+        """Where the user was in ``doc``: a chunk of it around there is context later."""
+        if doc.path is None:
+            return
+        line = _line_of(doc.text, doc.caret)
+        lines = [line, *(x for x in self._regions.get(doc.path, ()) if x != line)]
+        self._regions[doc.path] = lines[:MAX_REGIONS_PER_FILE]
+        while len(self._regions) > 4 * MAX_DOCUMENTS:
+            del self._regions[next(iter(self._regions))]
 
     def _evict(self) -> None:
         while len(self._docs) > self._max_documents:
