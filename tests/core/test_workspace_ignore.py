@@ -148,7 +148,8 @@ def test_unreadable_or_odd_gitignore_hides_nothing_and_does_not_fail(tmp_path: P
 @pytest.mark.parametrize("name", [
     ".env", ".env.production", "config/.ENV.local", "server.pem", "tls/private.key", "id_rsa", "id_ed25519.pub",
     "home/.ssh/config", "credentials", "aws/credentials.json", ".netrc", ".pypirc", "cert.p12", "cert.PFX",
-    "secrets.yaml", "k8s/secrets.json", ".git-credentials", r"deploy\id_ecdsa",
+    "secrets.yaml", "k8s/secrets.json", ".git-credentials", r"deploy\id_ecdsa", "prod.env", "gcp-credentials.json",
+    "keys/service-account.yaml",
 ])
 def test_secret_names(name: str) -> None:
     assert is_secret(name)

@@ -87,8 +87,12 @@ _SECRET_PREFIXES = (".env", "credentials", "secrets.", "secret.")
 #: Name suffixes (lower case): keys, certificates with keys, keystores, Terraform state.
 _SECRET_SUFFIXES = (
     ".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".ppk", ".kdbx", ".tfstate", ".tfvars",
-    ".gpg", ".asc",
+    ".gpg", ".asc", ".env",  # prod.env, local.env: dotenv files named after their environment
 )
+#: Words that make a JSON/YAML/INI name a credentials file (``gcp-credentials.json``,
+#: ``service-account-key.json``), where the code around it is still allowed.
+_SECRET_WORDS = ("credential", "service-account", "service_account")
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".ini", ".cfg", ".toml", ".conf")
 #: Folders whose every file is private.
 _SECRET_DIRS = frozenset({".ssh", ".gnupg", ".aws", ".docker"})
 
@@ -111,6 +115,8 @@ def is_secret(path: str | os.PathLike[str]) -> bool:
     if any(part.lower() in _SECRET_DIRS for part in parts[:-1]):
         return True
     if name in _SECRET_NAMES or name.startswith(_SECRET_PREFIXES) or name.endswith(_SECRET_SUFFIXES):
+        return True
+    if name.endswith(_CONFIG_SUFFIXES) and any(word in name for word in _SECRET_WORDS):
         return True
     # SSH keys: id_rsa, id_ecdsa_sk, id_ed25519, id_rsa.pub, id_rsa-cert.pub; a module id_map.py is code.
     return name.startswith("id_") and ("." not in name or name.endswith(".pub"))
