@@ -163,6 +163,8 @@ class Settings:
     font_size: int = _setting(11, IntRange(6, 72))
     dark_theme: bool = _setting(False, Flag())
     show_inspector: bool = _setting(False, Flag())
+    #: Open the last session's folder, tabs and carets again at start (app.core.workspace.session_state).
+    restore_session: bool = _setting(True, Flag())
     last_model: str = _setting("", Text())
     download_dir: str = _setting("", Text())  # "" = the Hugging Face cache
     #: Layers llama.cpp offloads to the GPU: -1 auto (as many as fit in free VRAM), 0 none,

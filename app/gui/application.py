@@ -70,6 +70,8 @@ def run_gui(argv: list[str]) -> int:
 
     settings = load_settings()
     window = MainWindow(settings)
+    if settings.restore_session:
+        window.restore_session()  # the last session's folder and tabs; the file argument comes in front
     if args.file is not None:
         window.open_file(args.file)
     window.show()

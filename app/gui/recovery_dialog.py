@@ -66,7 +66,8 @@ def describe(candidate: RecoveryCandidate) -> str:
 
 
 class RecoveryDialog(QDialog):
-    """Lists the candidates; Restore one, Discard (confirmed), or keep them for Later."""
+    """Lists the candidates, one per file; Restore one or all (each into its own tab), Discard
+    (confirmed), or keep them for Later."""
 
     def __init__(
         self,
@@ -80,8 +81,8 @@ class RecoveryDialog(QDialog):
         self.setModal(True)
         self.resize(760, 480)
         self.store = store
-        #: The candidate the user chose to restore; None when they chose Later or discarded all.
-        self.chosen: RecoveryCandidate | None = None
+        #: The candidates the user chose to restore (in list order); empty for Later.
+        self.restored: list[RecoveryCandidate] = []
         self.candidates = scan.ordered(preferred)
 
         layout = QVBoxLayout(self)
@@ -94,8 +95,9 @@ class RecoveryDialog(QDialog):
             )
         else:
             intro = (
-                "Starpad stopped before this text was saved. Restore one document into this window; "
-                "the others stay here for the next start until you restore or discard them."
+                "Starpad stopped before this text was saved. Restore puts the selected text into a tab, "
+                "Restore all brings back every one, each in its own tab; what you leave stays here "
+                "for the next start until you restore or discard it."
             )
         self.intro = QLabel(intro)
         self.intro.setWordWrap(True)
@@ -123,15 +125,19 @@ class RecoveryDialog(QDialog):
         buttons = QDialogButtonBox()
         self.restore_button = QPushButton("Restore")
         self.restore_button.setDefault(True)
+        self.restore_all_button = QPushButton(f"Restore all ({len(self.candidates)})")
+        self.restore_all_button.setVisible(len(self.candidates) > 1)
         self.discard_button = QPushButton("Discard…")
         self.later_button = QPushButton("Later")
         self.later_button.setToolTip("Keep everything listed here for the next start")
         buttons.addButton(self.restore_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.addButton(self.restore_all_button, QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.addButton(self.discard_button, QDialogButtonBox.ButtonRole.DestructiveRole)
         buttons.addButton(self.later_button, QDialogButtonBox.ButtonRole.RejectRole)
         layout.addWidget(buttons)
         # Clicked signals, not the box's accepted/rejected: Discard must not close the dialog.
         self.restore_button.clicked.connect(self.restore_selected)
+        self.restore_all_button.clicked.connect(self.restore_all)
         self.discard_button.clicked.connect(self.discard_selected)
         self.later_button.clicked.connect(self.reject)
         self.list.currentRowChanged.connect(self._show_preview)
@@ -158,12 +164,18 @@ class RecoveryDialog(QDialog):
         has = self.selected() is not None
         self.restore_button.setEnabled(has)
         self.discard_button.setEnabled(has)
+        self.restore_all_button.setText(f"Restore all ({len(self.candidates)})")
+        self.restore_all_button.setVisible(len(self.candidates) > 1)
 
     def restore_selected(self) -> None:
         candidate = self.selected()
         if candidate is None:
             return
-        self.chosen = candidate
+        self.restored = [candidate]
+        self.accept()
+
+    def restore_all(self) -> None:
+        self.restored = list(self.candidates)
         self.accept()
 
     def confirm_discard(self, candidate: RecoveryCandidate) -> bool:
@@ -194,8 +206,9 @@ class RecoveryDialog(QDialog):
             self.reject()  # nothing left to decide
 
 
-def offer_recovery(window: MainWindow, preferred: Path | None = None) -> RecoveryCandidate | None:
-    """At a start: list what dead instances left and let the user decide; the restored candidate.
+def offer_recovery(window: MainWindow, preferred: Path | None = None) -> list[RecoveryCandidate]:
+    """At a start: list what dead instances left, per file, and let the user decide; the
+    candidates restored (each into its own tab, or into the tab of its file when that is open).
 
     ``preferred`` (the file argument, even if it could not be opened) is listed first. A
     non-interactive window (self-test, headless) shows nothing and keeps everything for a
@@ -204,20 +217,19 @@ def offer_recovery(window: MainWindow, preferred: Path | None = None) -> Recover
     store = window.recovery
     scan = store.scan()
     if not scan.candidates and not scan.notes:
-        return None
+        return []
     if not window.interactive:
         log.warning("%d recoverable document(s) kept for an interactive start", len(scan.candidates))
         store.release()
-        return None
-    chosen: RecoveryCandidate | None = None
+        return []
+    chosen: list[RecoveryCandidate] = []
     if scan.candidates:
         dialog = RecoveryDialog(store, scan, preferred=preferred or window.current_path, parent=window)
         dialog.exec()
-        chosen = dialog.chosen
+        chosen = dialog.restored
         dialog.deleteLater()
     else:
         QMessageBox.warning(window, "Damaged recovery data", "\n\n".join(scan.notes))
-    if chosen is not None:
-        window.adopt_recovery(chosen)
+    restored = [candidate for candidate in chosen if window.adopt_recovery(candidate)]
     store.release()
-    return chosen
+    return restored

@@ -70,11 +70,11 @@ def test_editor_completions_pause_while_comparing(qtbot, tiny_model: Path) -> No
     main = MainWindow(Settings(n_ctx=1024, threads=2))
     with qtbot.waitSignal(main.client.worker.model_loaded, timeout=20_000):
         main.load_model(str(tiny_model))
-    main._on_comparison_running(True)
+    main.models.set_comparison_running(True)
     before = main.client.latest_request_id
     main.request_completion()
     assert main.client.latest_request_id == before
-    main._on_comparison_running(False)
+    main.models.set_comparison_running(False)
     main.request_completion()
     assert main.client.latest_request_id == before + 1
     main.editor.document().setModified(False)
