@@ -200,16 +200,33 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_complete(args: argparse.Namespace) -> int:
     from app.core.engine import CompletionRequest, Engine, EngineConfig, SamplingParams
+    from app.core.engine_api import CompletionEngine
     from app.core.fim import Layout
 
     prefix, suffix = _prompt_from_args(args)
+    repo_folder = _repo_folder(args)
 
-    engine = Engine()
-    gpu_layers, gpu_note = _gpu_layers_for(args.model, args.n_gpu_layers, args.n_ctx)
-    info = engine.load(args.model, EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, n_gpu_layers=gpu_layers))
-    notes = [*_threads_note(args.threads), *gpu_note, *info.notes]
-    if engine.n_ctx != args.n_ctx:
-        notes.append(f"llama.cpp rounds the context up to {engine.n_ctx:,} tokens (asked for {args.n_ctx:,})")
+    profile = _server_profile(args)
+    engine: CompletionEngine
+    if profile is not None:
+        if args.model is not None:
+            raise UsageError("give --model FILE or --server URL, not both")
+        from app.core.remote.factory import connect
+
+        remote = connect(profile)
+        engine = remote
+        notes = [f"completing on {remote.describe().label} (the code leaves this machine)"]
+    else:
+        if args.model is None:
+            raise UsageError("give --model FILE (or --server URL --server-kind KIND)")
+        local = Engine()
+        gpu_layers, gpu_note = _gpu_layers_for(args.model, args.n_gpu_layers, args.n_ctx)
+        config = EngineConfig(n_ctx=args.n_ctx, n_threads=args.threads, n_gpu_layers=gpu_layers)
+        info = local.load(args.model, config)
+        engine = local
+        notes = [*_threads_note(args.threads), *gpu_note, *info.notes]
+        if engine.n_ctx != args.n_ctx:
+            notes.append(f"llama.cpp rounds the context up to {engine.n_ctx:,} tokens (asked for {args.n_ctx:,})")
     for note in notes:
         _note(note)
     request = CompletionRequest(
@@ -221,6 +238,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
         sampling=SamplingParams(temperature=args.temperature, seed=args.seed),
         path=str(args.file) if args.file else None,
     )
+    context = None
+    if repo_folder is not None:
+        request, context = _with_repo_context(request, args, repo_folder, engine, remote=profile is not None)
     def stream(piece: str) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -236,6 +256,10 @@ def cmd_complete(args: argparse.Namespace) -> int:
                f"characters dropped before the cursor, {suffix_dropped:,} after")
         notes.append(cut)
         _note(cut)
+    context_json = _context_json(context, prompt) if context is not None else None
+    if context_json is not None and not args.json:
+        _note(f"repository context {context_json['repo_name']!r}: {len(context_json['context_files'])} parts, "
+              f"{context_json['context_tokens']:,} tokens")
     if args.json:
         _print_json(
             {
@@ -247,6 +271,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
                 "prompt_cut": {"prefix_chars_dropped": prompt.prefix_chars_dropped,
                                "suffix_chars_dropped": suffix_dropped},
                 "notes": notes,
+                **({"server": {"url": profile.url, "kind": profile.kind.value, "model": remote.model_name}}
+                   if profile is not None else {}),
+                **(context_json or {}),
             }
         )
     else:
@@ -376,20 +403,120 @@ def _prompt_from_args(args: argparse.Namespace) -> tuple[str, str]:
     raise UsageError("give --file F --cursor LINE:COL, or --prefix-file P [--suffix-file S]")
 
 
+def _repo_folder(args: argparse.Namespace) -> Path | None:
+    """``--repo DIR``, checked before a model loads: a folder, with ``--file`` to complete in."""
+    if getattr(args, "repo", None) is None:
+        return None
+    folder: Path = args.repo.expanduser()
+    if not folder.is_dir():
+        raise UsageError(f"--repo: {folder} is not a folder")
+    if args.file is None:
+        raise UsageError("--repo needs --file FILE and --cursor LINE:COL")
+    return folder
+
+
+def _with_repo_context(request: Any, args: argparse.Namespace, folder: Path, engine: Any,
+                       remote: bool) -> tuple[Any, Any]:
+    """``request`` with the repository block the window would build for ``folder`` with
+    only ``--file`` open, after enough idle time (the whole plan, files read from disk)."""
+    import dataclasses
+
+    from app.core.fim import PromptBudget
+    from app.core.repo_context import ContextInputs, RepoContext
+
+    text = request.prefix + request.suffix
+    inputs = ContextInputs(args.file, folder, {args.file: text}, remote=remote, current_text=text)
+    provider = RepoContext(lambda part: len(engine.tokenize(part)))
+    block = provider.build(inputs, PromptBudget(engine.n_ctx, request.max_tokens).repo_tokens)
+    return dataclasses.replace(request, path=block.current_path, repo_name=block.repo_name,
+                               repo_files=block.files), block
+
+
+def _context_json(block: Any, prompt: Any) -> dict[str, Any]:
+    """The context files in prompt order with their tokens (``<file_sep>`` + path line + text)."""
+    from app.core.fim import SegmentKind
+
+    parts = [s for s in prompt.segments if s.kind is SegmentKind.REPO][1:]  # the first is the repository name
+    files = []
+    for index, segment in zip(prompt.repo_file_indices, parts, strict=True):
+        entry = block.entries[index]
+        files.append({"path": entry.path, "tokens": 1 + len(segment.tokens), "whole": entry.whole,
+                      "lines": list(entry.lines) if entry.lines else None, "why": entry.relevance.name.lower()})
+    used = set(prompt.repo_file_indices)
+    skipped = [{"path": e.path, "reason": "no room in the context"} for i, e in enumerate(block.entries)
+               if i not in used]
+    skipped += [{"path": path, "reason": reason.value} for path, reason in block.skipped]
+    sep_index = next((i for i, s in enumerate(prompt.segments) if s.kind is SegmentKind.SPECIAL
+                      and s.label == "<fim_prefix>"), 0)
+    return {"repo_name": block.repo_name if sep_index else None,
+            "context_files": files,
+            "context_tokens": sum(len(s.tokens) for s in prompt.segments[:sep_index]),
+            "context_skipped": skipped}
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    """Remote engines: only these options make Starpad send code anywhere."""
+    group = p.add_argument_group("server", "complete on a server instead (the code leaves this machine; "
+                                 "an API key is read from STARPAD_API_KEY)")
+    group.add_argument("--server", metavar="URL", help="http(s)://host:port of the server")
+    group.add_argument("--server-kind", choices=["llama-server", "openai"], help="the server's API")
+    group.add_argument("--server-model", metavar="NAME", help="default: the server's first model")
+    group.add_argument("--server-timeout", type=finite_float(0.5, 3600), default=30.0, metavar="SECONDS",
+                       help="give up when the server is silent this long (default 30)")
+    group.add_argument("--ca-bundle", type=Path, metavar="PEM", help="extra certificate authorities for https")
+
+
+def _server_profile(args: argparse.Namespace, model: str | None = None) -> Any:
+    """The ``ServerProfile`` the options describe, or None without ``--server``."""
+    from app.core.remote.profile import ServerKind, ServerProfile
+
+    if args.server is None:
+        if args.server_kind or args.server_model or args.ca_bundle:
+            raise UsageError("--server-kind, --server-model and --ca-bundle go with --server URL")
+        return None
+    if args.server_kind is None:
+        raise UsageError("--server needs --server-kind llama-server or --server-kind openai")
+    if args.ca_bundle is not None and not args.ca_bundle.is_file():
+        raise UsageError(f"--ca-bundle: {args.ca_bundle} is not a file")
+    profile = ServerProfile(
+        name="command line", url=args.server, kind=ServerKind(args.server_kind),
+        model=model if model is not None else args.server_model,
+        ca_bundle=str(args.ca_bundle) if args.ca_bundle else None, timeout_s=args.server_timeout,
+        api_key=os.environ.get("STARPAD_API_KEY") or None,
+    ).validate()
+    if profile.needs_plain_http_confirmation:
+        _note(f"plain http:// to {profile.host}: the code (and any API key) travels unencrypted")
+    return profile
+
+
+def _models_with_server(args: argparse.Namespace) -> list[Any]:
+    """``--models`` entries: existing files are local; with ``--server`` the others name server
+    models, and the server's (``--server-model`` or default) model joins when none does."""
+    entries: list[Path] = list(args.models or [])
+    if args.server is None:
+        return entries
+    models: list[Any] = [m if m.is_file() else _server_profile(args, str(m)) for m in entries]
+    if args.server_model is not None or all(isinstance(m, Path) for m in models):
+        models.append(_server_profile(args))
+    return models
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from app.core.compare import MAX_MODELS, CompareSettings, compare_models
 
-    if not 2 <= len(args.models) <= MAX_MODELS:
-        raise UsageError(f"--models takes 2 to {MAX_MODELS} model files")
+    models = _models_with_server(args)
+    if not 2 <= len(models) <= MAX_MODELS:
+        raise UsageError(f"--models takes 2 to {MAX_MODELS} model files (with --server: files or server models)")
     prefix, suffix = _prompt_from_args(args)
     for note in _threads_note(args.threads):
         _note(note)
 
     def stage(index: int, name: str, what: str) -> None:
-        print(f"[{index + 1}/{len(args.models)}] {name}: {what}", file=sys.stderr)
+        print(f"[{index + 1}/{len(models)}] {name}: {what}", file=sys.stderr)
 
-    settings = CompareSettings(max_tokens=args.max_tokens, n_ctx=args.n_ctx, threads=args.threads)
-    report = compare_models(list(args.models), prefix, suffix, settings, on_stage=stage)
+    settings = CompareSettings(max_tokens=args.max_tokens, n_ctx=args.n_ctx, threads=args.threads,
+                               n_gpu_layers=args.n_gpu_layers)
+    report = compare_models(models, prefix, suffix, settings, on_stage=stage)
     # Results first: whatever happens to --out, they are on stdout.
     if args.json:
         _print_json(report.to_json())
@@ -417,6 +544,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     from app.core.evaluation.sandbox import Sandbox, SandboxConfig
 
+    models = _models_with_server(args) if not (args.samples or args.oracle) else []
+    if args.server is not None and (args.samples or args.oracle):
+        raise UsageError("--server scores a server's model: it does not go with --samples or --oracle")
+    if not models and args.samples is None and not args.oracle:
+        raise UsageError("give --models FILE..., --server URL, --samples FILE or --oracle")
     if args.seed is not None and args.sample is None:
         raise UsageError("--seed goes with --sample N")
     samples = read_samples(args.samples) if args.samples is not None else None
@@ -430,7 +562,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = EvalSettings(
         subset=subset or Subset.RANDOM_SPAN_LIGHT,
         selection=Selection(limit=args.limit, sample=args.sample, seed=args.seed or 0),
-        max_tokens=args.max_tokens, n_ctx=args.n_ctx, threads=args.threads,
+        max_tokens=args.max_tokens, n_ctx=args.n_ctx, threads=args.threads, n_gpu_layers=args.n_gpu_layers,
         sandbox=SandboxConfig(timeout_s=args.timeout, workers=args.workers, use_bwrap=not args.no_bwrap),
     )
     for note in _threads_note(args.threads):
@@ -450,8 +582,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     progress = _EvalProgress()
     try:
-        if args.models:
-            report = evaluate_models(list(args.models), settings, sandbox=sandbox, out=args.out,
+        if models:
+            report = evaluate_models(models, settings, sandbox=sandbox, out=args.out,
                                      on_progress=progress, cancel=cancel)
         else:
             given = samples if samples is not None else oracle_samples(settings)
@@ -476,7 +608,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 print(f"{Path(score.model).name}: per-problem results in {score.run_folder}/results.jsonl{resumed}",
                       file=sys.stderr)
     if report.cancelled:
-        where = " (the same command resumes where it stopped)" if args.models else ""
+        where = " (the same command resumes where it stopped)" if models else ""
         print(f"starpad: interrupted: the scores above cover what finished{where}", file=sys.stderr)
         return 130
     return 0
@@ -586,9 +718,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
 
     p = verbs.add_parser("complete", help="fill in the middle at a cursor, headless")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path, help="a GGUF file (or use --server)")
     p.add_argument("--file", type=Path)
     p.add_argument("--cursor", help="LINE:COL, 1-based")
+    p.add_argument("--repo", type=Path, metavar="DIR",
+                   help="the workspace folder: other files of it become StarCoder2 repository context "
+                        "(as the window builds it with only --file open)")
     p.add_argument("--prefix-file", type=Path)
     p.add_argument("--suffix-file", type=Path)
     p.add_argument("--layout", choices=["spm", "psm"], default="spm")
@@ -600,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-gpu-layers", type=GPU_LAYERS, default=0, help=GPU_LAYERS_HELP)
     p.add_argument("--single-line", action="store_true")
     p.add_argument("--json", action="store_true")
+    _add_server_options(p)
     p.set_defaults(func=cmd_complete)
     p = verbs.add_parser("fit", help="which StarCoder2 quants fit this machine's memory")
     p.add_argument("--ctx", type=int_range(256, MAX_N_CTX), default=16384, help=f"256 to {MAX_N_CTX:,}")
@@ -617,7 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
     p = verbs.add_parser("compare", help="run one prompt on 2-4 quants and compare speed, memory, quality")
-    p.add_argument("--models", type=Path, nargs="+", required=True)
+    p.add_argument("--models", type=Path, nargs="+", required=True,
+                   help="2 to 4 GGUF files; with --server, entries that are not files name the server's models")
     p.add_argument("--file", type=Path)
     p.add_argument("--cursor", help="LINE:COL, 1-based")
     p.add_argument("--prefix-file", type=Path)
@@ -625,13 +762,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=MAX_TOKENS, default=32, help=f"1 to {MAX_NEW_TOKENS}")
     p.add_argument("--n-ctx", type=N_CTX, default=4096, help=N_CTX_HELP)
     p.add_argument("--threads", type=THREADS, default=None, help=THREADS_HELP)
+    p.add_argument("--n-gpu-layers", type=GPU_LAYERS, default=0, help=GPU_LAYERS_HELP + ", for each quant")
     p.add_argument("--out", type=output_dir, help="also write comparison.md and comparison.json into this folder")
     p.add_argument("--json", action="store_true")
+    _add_server_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = verbs.add_parser("eval", help="HumanEval-Infilling pass@1 of quants; programs run in a sandbox")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--models", type=Path, nargs="+", help="GGUF files, scored one after another")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--models", type=Path, nargs="+",
+                        help="GGUF files, scored one after another (with --server: also server model names)")
     source.add_argument("--samples", type=Path, help="JSON lines of task_id and completion (no model)")
     source.add_argument("--oracle", action="store_true", help="the canonical solutions: must score 100 %%")
     p.add_argument("--subset", choices=EVAL_SUBSETS, default=None,
@@ -643,11 +783,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=MAX_TOKENS, default=128, help=f"1 to {MAX_NEW_TOKENS} (default 128)")
     p.add_argument("--n-ctx", type=N_CTX, default=4096, help=N_CTX_HELP)
     p.add_argument("--threads", type=THREADS, default=None, help=THREADS_HELP)
+    p.add_argument("--n-gpu-layers", type=GPU_LAYERS, default=0, help=GPU_LAYERS_HELP + ", for each quant")
     p.add_argument("--timeout", type=finite_float(0.5, 600), default=3.0, help="seconds per program (default 3)")
     p.add_argument("--workers", type=int_range(1, 16), default=2, help="programs run at once (default 2)")
     p.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap (fewer protections)")
     p.add_argument("--out", type=output_dir, help="run folder (default: one per model under the app's data folder)")
     p.add_argument("--json", action="store_true")
+    _add_server_options(p)
     p.set_defaults(func=cmd_eval)
 
     p = verbs.add_parser("download", help="download a model file from the Hub (resumable, sha256-verified)")

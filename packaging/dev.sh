@@ -26,7 +26,7 @@ VENV=".venv"
 # desktop-file-utils to validate the .desktop entry, a compiler for llama.cpp, and bubblewrap
 # (bwrap): the sandbox that generated code runs in during quality evaluation.
 APT_PACKAGES=(
-  build-essential cmake
+  build-essential cmake ninja-build
   libegl1 libgl1 libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
   libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xfixes0 libxcb-sync1
@@ -106,6 +106,10 @@ case "$verb" in
     "$VENV/bin/python" -m ruff check .
     echo "starpad test: mypy"
     "$VENV/bin/python" -m mypy
+    # The remote-engine tests run llama.cpp's own llama-server against the tiny model: built from the
+    # llama.cpp vendored in the llama-cpp-python sdist, once per machine, cached outside the checkout.
+    echo "starpad test: llama-server (built once per machine, ~10 min the first time)"
+    bash bench/build_llama_tools.sh "$VENV/bin/python" >/dev/null
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   setup)

@@ -386,3 +386,49 @@ def test_unknown_commands_suggest_the_nearest_verbs() -> None:
                                                                                   ("complete", "compare", "fit"))
     assert "(did you mean fit?)" in entry.unknown_command_message("fitt", ("complete", "compare", "fit"))
     assert "did you mean" not in entry.unknown_command_message("zzz", ("complete", "compare", "fit"))
+
+
+# ------------------------------------------------------------------ complete --repo
+def test_complete_repo_sends_the_folders_context_and_lists_it(tiny_model: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "proj"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".gitignore").write_text("secret_config.py\n")
+    dep = "def helper(x):\n    return x + 1\n"
+    (repo / "dep.py").write_text(dep)
+    (repo / "secret_config.py").write_text("TOKEN = 'abc123'\n")
+    main = "from dep import helper\nimport secret_config\n\nprint(helper(1))\n"
+    (repo / "main.py").write_text(main)
+    proc = run("complete", "--model", str(tiny_model), "--repo", str(repo), "--file", str(repo / "main.py"),
+               "--cursor", "4:7", "--layout", "psm", "--max-tokens", "2", "--n-ctx", "2048", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    engine = Engine()
+    engine.load(tiny_model, EngineConfig(n_ctx=2048))
+    try:
+        dep_tokens = engine.tokenize("dep.py\n" + dep)
+        prefix, suffix = split_at_cursor(main, "4:7")
+        expected = [5, *engine.tokenize("proj"), 6, *dep_tokens, 6,
+                    1, *engine.tokenize("main.py\n" + prefix), 3, *engine.tokenize(suffix), 2]
+    finally:
+        engine.close()
+    assert data["repo_name"] == "proj"
+    assert data["context_files"] == [
+        {"path": "dep.py", "tokens": 1 + len(dep_tokens), "whole": True, "lines": None, "why": "import"}]
+    assert data["context_skipped"] == [{"path": "secret_config.py", "reason": "ignored by .gitignore"}]
+    assert data["prompt_tokens"] == expected
+    assert data["context_tokens"] == expected.index(1)  # <repo_name> … the current file's <file_sep>
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--repo", "{missing}", "--file", "{file}", "--cursor", "1:1"], "is not a folder"),
+     (["--repo", "{folder}", "--prefix-file", "{file}"], "--repo needs --file")],
+)
+def test_complete_repo_user_errors_are_one_line(tiny_model: Path, tmp_path: Path, extra: list[str],
+                                                 message: str) -> None:
+    source = tmp_path / "f.py"
+    source.write_text(SOURCE)
+    names = {"missing": str(tmp_path / "nope"), "file": str(source), "folder": str(tmp_path)}
+    proc = run("complete", "--model", str(tiny_model), *(arg.format(**names) for arg in extra))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr and "Traceback" not in proc.stderr

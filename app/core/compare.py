@@ -11,6 +11,11 @@ before the next. The highest-precision quant runs first and is the reference:
 * perplexity: exp(mean negative log-likelihood) of a buffer under each quant.
 
 Both come from logits in the engine, not from comparing generated strings.
+
+A model may also be a server's (``ServerProfile`` with its model): it is connected instead of
+loaded and compared on speed and text; agreement and perplexity need logits, which a
+server does not hand out, so they stay empty for it. Local files go first (they are the
+reference when there is one), then the servers in the order given.
 """
 
 from __future__ import annotations
@@ -19,16 +24,20 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
 from app.core.engine import CancelToken, CompletionRequest, Engine, EngineConfig
+from app.core.engine_api import CompletionEngine, ScoringEngine
 from app.core.errors import CancelledError
 from app.core.fim import Layout
+from app.core.memory_fit import gpu_layers_for
 from app.core.model_info import ModelInfo, model_info
+from app.core.remote.base import RemoteEngineBase
+from app.core.remote.profile import ServerProfile
 
 log = logging.getLogger("starpad.compare")
 
@@ -43,6 +52,8 @@ class CompareSettings:
     threads: int | None = None
     layout: Layout = Layout.SPM
     perplexity_tokens: int = 512
+    #: The GPU-layers choice (app.core.offload: AUTO, ALL or a count), resolved per quant.
+    n_gpu_layers: int = 0
 
 
 @dataclass
@@ -124,7 +135,7 @@ def precision_rank(info: ModelInfo) -> float:
 
 
 def compare_models(
-    models: list[Path],
+    models: Sequence[Path | ServerProfile],
     prefix: str,
     suffix: str,
     settings: CompareSettings = CompareSettings(),
@@ -132,40 +143,53 @@ def compare_models(
     on_stage: StageCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> ComparisonReport:
-    """Run the comparison; raises CancelledError when cancelled, ModelFileError for bad files."""
+    """Run the comparison; raises CancelledError when cancelled, ModelFileError for bad files,
+    a RemoteError for a server that cannot be used."""
     if not 2 <= len(models) <= MAX_MODELS:
         raise ValueError(f"compare 2 to {MAX_MODELS} models, not {len(models)}")
-    infos = [model_info(m) for m in models]  # validate all before spending minutes on the first
-    order = sorted(range(len(models)), key=lambda i: -precision_rank(infos[i]))
+    # Validate every file before spending minutes on the first.
+    infos = [None if isinstance(m, ServerProfile) else model_info(m) for m in models]
+    order = sorted(range(len(models)), key=lambda i: _order_key(infos[i], i))
+    keys = [_model_key(m) for m in models]
     process = psutil.Process()
     config = EngineConfig(n_ctx=settings.n_ctx, n_threads=settings.threads)
     request = CompletionRequest(prefix, suffix, settings.layout, max_tokens=settings.max_tokens)
     perplexity_text = buffer_text if buffer_text is not None else prefix + suffix
-    results: list[QuantResult] = []
+    by_index: dict[int, QuantResult] = {}
     reference: QuantResult | None = None
     reference_prompt: list[int] = []
     reference_vocab: tuple[str, ...] = ()
 
-    def stage(index: int, info: ModelInfo, text: str) -> None:
+    def stage(index: int, label: str, text: str) -> None:
         if cancel is not None and cancel.cancelled:
             raise CancelledError("comparison cancelled")
         if on_stage is not None:
-            on_stage(index, f"{info.file_type} ({info.path.name})", text)
+            on_stage(index, label, text)
 
     for position, index in enumerate(order):
-        info = infos[index]
-        result = QuantResult(str(models[index]), info.name, info.file_type, info.size_bytes)
-        engine = Engine()
+        info, model = infos[index], models[index]
+        if info is not None:
+            result = QuantResult(keys[index], info.name, info.file_type, info.size_bytes)
+            label = f"{info.file_type} ({info.path.name})"
+        else:
+            assert isinstance(model, ServerProfile)
+            result = QuantResult(keys[index], model.model or model.name, "server", 0)
+            label = keys[index]
+        engine: CompletionEngine | None = None
         try:
-            stage(position, info, "loading")
+            stage(position, label, "loading" if info is not None else "connecting")
             started = time.perf_counter()
-            engine.load(models[index], config)
+            engine = _open(model, config, cancel, settings.n_gpu_layers)
             result.load_s = time.perf_counter() - started
+            if isinstance(engine, RemoteEngineBase):  # the server names its model now
+                remote = engine.describe()
+                result.model, result.name = f"{remote.model} @ {remote.host}", remote.model
+            scorer: ScoringEngine | None = engine if isinstance(engine, Engine) else None
             peak = process.memory_info().rss
-            stage(position, info, "warming up")
+            stage(position, label, "warming up")
             engine.complete(CompletionRequest("def warm_up():\n    ", max_tokens=4))
             engine.reset_cache()
-            stage(position, info, "completing")
+            stage(position, label, "completing")
             completion = engine.complete(request, cancel=cancel)
             if completion.stop_reason == "cancelled":
                 raise CancelledError("comparison cancelled")
@@ -175,31 +199,55 @@ def compare_models(
                 completion.stats.ttft_ms, completion.stats.prompt_tps, completion.stats.gen_tps
             )
             prompt = completion.prompt.tokens
-            vocab = _vocab_fingerprint(engine)
+            vocab = _vocab_fingerprint(scorer) if scorer is not None else ()
             if reference is None:
                 reference, reference_prompt, reference_vocab = result, prompt, vocab
-            stage(position, info, "scoring")
-            if vocab == reference_vocab and reference.tokens:
-                scores = engine.score(reference_prompt, reference.tokens, cancel)
-                result.agreement = sum(s.argmax == s.target for s in scores) / len(scores)
-            result.perplexity = _perplexity(engine, perplexity_text, settings.perplexity_tokens, cancel)
-            result.peak_rss_bytes = max(peak, process.memory_info().rss)
+            if scorer is not None:
+                stage(position, label, "scoring")
+                if vocab == reference_vocab and reference.tokens:
+                    scores = scorer.score(reference_prompt, reference.tokens, cancel)
+                    result.agreement = sum(s.argmax == s.target for s in scores) / len(scores)
+                result.perplexity = _perplexity(scorer, perplexity_text, settings.perplexity_tokens, cancel)
+            # A server's memory is not this process's.
+            result.peak_rss_bytes = max(peak, process.memory_info().rss) if scorer is not None else 0
         finally:
-            engine.close()
-        results.append(result)
+            if engine is not None:
+                engine.close()
+        by_index[index] = result
     assert reference is not None
     # Present in the caller's order.
-    by_model = {r.model: r for r in results}
-    ordered = [by_model[str(m)] for m in models]
+    ordered = [by_index[i] for i in range(len(models))]
     return ComparisonReport(reference.model, ordered, len(reference_prompt), settings.max_tokens, config.threads)
 
 
-def _vocab_fingerprint(engine: Engine) -> tuple[str, ...]:
+def _order_key(info: ModelInfo | None, index: int) -> tuple[int, float, int]:
+    """Local files by precision (the reference first), then servers as given."""
+    return (0, -precision_rank(info), index) if info is not None else (1, 0.0, index)
+
+
+def _model_key(model: Path | ServerProfile) -> str:
+    if isinstance(model, ServerProfile):
+        return f"{model.model or 'default model'} @ {model.host}"
+    return str(model)
+
+
+def _open(model: Path | ServerProfile, config: EngineConfig, cancel: CancelToken | None,
+          gpu_layers: int = 0) -> CompletionEngine:
+    if isinstance(model, ServerProfile):
+        from app.core.remote.factory import connect
+
+        return connect(model, cancel)
+    engine = Engine()
+    engine.load(model, replace(config, n_gpu_layers=gpu_layers_for(gpu_layers, model, config.n_ctx)))
+    return engine
+
+
+def _vocab_fingerprint(engine: ScoringEngine) -> tuple[str, ...]:
     """Agreement is only defined between quants that share a tokenizer."""
     return tuple(engine.token_text(t) for t in range(0, 4096, 97))
 
 
-def _perplexity(engine: Engine, text: str, max_tokens: int, cancel: CancelToken | None) -> float | None:
+def _perplexity(engine: ScoringEngine, text: str, max_tokens: int, cancel: CancelToken | None) -> float | None:
     tokens = engine.tokenize(text)[: min(max_tokens, engine.n_ctx - 1)]
     if len(tokens) < 2:
         return None

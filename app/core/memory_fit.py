@@ -24,6 +24,8 @@ usable at that speed (``SpeedTarget``), with the reason in words.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import platform
 import shutil
 import subprocess
@@ -337,6 +339,17 @@ def shape_of(info: ModelInfo) -> ArchShape:
     return ArchShape(n_params=max(1, info.n_params), n_layer=max(1, info.n_layer), n_embd=max(1, info.n_embd),
                      n_head=max(1, info.n_head), n_head_kv=max(1, info.n_head_kv), n_vocab=info.n_vocab,
                      n_ctx_train=info.n_ctx_train)
+
+
+def gpu_layers_for(requested: int, model: Path, n_ctx: int) -> int:
+    """llama.cpp's ``n_gpu_layers`` for one model file and a GPU-layers choice (auto, all, N):
+    what the comparison and the evaluation load each quant with, as ``complete`` does."""
+    if requested == 0:
+        return 0
+    from app.core.model_info import model_info
+
+    plan = offload_for_model(requested, model_info(model), n_ctx)
+    return plan.n_gpu_layers if plan.on_gpu else 0
 
 
 def offload_for_model(

@@ -135,6 +135,22 @@ class TextList:
         raise ValueError("a list of text")
 
 
+@dataclass(frozen=True)
+class ServerProfiles:
+    """Remote server profiles as JSON text (``app.core.remote.profile``). A damaged profile is
+    dropped on its own; an API key is never kept here, whatever the file says (keys live in
+    the system keyring)."""
+
+    def coerce(self, raw: object) -> str:
+        from app.core.remote.profile import profiles_from_json, profiles_to_json
+
+        text = Text().coerce(raw)
+        try:
+            return profiles_to_json(profiles_from_json(text))
+        except ValueError:
+            raise ValueError("a JSON list of server profiles") from None
+
+
 def _setting(default: Any, rule: Rule) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={_RULE: rule})
@@ -174,6 +190,9 @@ class Settings:
     target_gen_tps: float = _setting(8.0, FloatRange(0.0, 1000.0, lo_open=True))
     target_prompt_seconds: float = _setting(30.0, FloatRange(0.0, 3600.0, lo_open=True))
     recent_files: list[str] = _setting([], TextList())
+    #: Remote servers (Model → Models… → Servers): name, URL, kind, model, CA bundle, timeout.
+    #: Only a profile chosen there sends code anywhere; keys are in the keyring, not here.
+    server_profiles: str = _setting("[]", ServerProfiles())
 
 
 def rule_for(name: str) -> Rule:

@@ -86,10 +86,12 @@ class CompareWindow(QWidget):
     _run_requested = Signal(object, str, str, object, object)
 
     def __init__(self, prefix: str = "", suffix: str = "", current_model: str | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, n_gpu_layers: int = 0) -> None:
         super().__init__(parent, Qt.WindowType.Window)
         self.setWindowTitle("Compare quants")
         self.resize(1200, 760)
+        #: The app's GPU-layers setting: every quant is loaded with it (decided per quant).
+        self.n_gpu_layers = n_gpu_layers
         self.report: ComparisonReport | None = None
         self._cancel: CancelToken | None = None
         self._editor_prompt = (prefix, suffix)
@@ -161,6 +163,7 @@ class CompareWindow(QWidget):
         self._thread.setObjectName("starpad-compare")
         # One thread for both tabs: a speed run and a quality run queue, never hold two models.
         self.quality = QualityTab(self._thread, self.selected_models, lambda: self._cancel is not None)
+        self.quality.n_gpu_layers = n_gpu_layers
         self.quality.running_changed.connect(self._on_quality_running)
         self.tabs = QTabWidget()
         self.tabs.addTab(right, "Speed")
@@ -249,7 +252,10 @@ class CompareWindow(QWidget):
         self.running_changed.emit(True)
         self.status.setText("Starting…")
         self._run_requested.emit(models, self.prefix_edit.toPlainText(), self.suffix_edit.toPlainText(),
-                                 settings or CompareSettings(), self._cancel)
+                                 settings or self.default_settings(), self._cancel)
+
+    def default_settings(self) -> CompareSettings:
+        return CompareSettings(n_gpu_layers=self.n_gpu_layers)
 
     def cancel(self) -> None:
         if self._cancel is not None:

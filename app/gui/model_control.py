@@ -107,7 +107,8 @@ class ModelControl(QObject):
         editor = self._current_editor()
         text, position = editor.document_text(), editor.textCursor().position()
         current = str(self.model_info.path) if self.model_info else None
-        self.compare_window = CompareWindow(text[:position], text[position:], current, self._window)
+        self.compare_window = CompareWindow(text[:position], text[position:], current, self._window,
+                                            n_gpu_layers=self.settings.n_gpu_layers)
         self.compare_window.running_changed.connect(self.set_comparison_running)
         self.compare_window.show()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, QUrl, Signal, Slot
@@ -19,15 +20,20 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDialog,
+    QDoubleSpinBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
+    QListWidget,
     QMessageBox,
     QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -40,6 +46,11 @@ from app.core.local_models import LocalModel, find_local_models, user_models_dir
 from app.core.machine_check import MachineSpeed, load_cached, run_machine_check
 from app.core.memory_fit import FitReport, MemoryInfo, detect_memory, fit_report
 from app.core.offload import ALL, AUTO, describe_gpu_layers
+from app.core.remote.errors import RemoteConfigError
+from app.core.remote.keys import KeyStore
+from app.core.remote.profile import (
+    DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, MIN_TIMEOUT_S, ServerKind, ServerProfile, profiles_to_json,
+)
 from app.core.speed import SpeedTarget
 from app.core.model_info import model_info
 from app.core.units import format_bytes
@@ -122,6 +133,10 @@ class ModelDialog(QDialog):
     download_dir_changed = Signal(str)  # "" means the Hugging Face cache
     #: The GPU-layers choice (offload.AUTO, 0, N, offload.ALL): the window stores it.
     gpu_layers_changed = Signal(int)
+    #: A server profile (with its key) chosen in the Servers tab: complete there from now on.
+    server_requested = Signal(object)
+    #: The server profiles' settings JSON (never a key) after a change.
+    profiles_changed = Signal(str)
     _download_requested = Signal(str, str, object)
     _check_requested = Signal(int)
     _refresh_requested = Signal(object)
@@ -138,6 +153,8 @@ class ModelDialog(QDialog):
         target: SpeedTarget | None = None,
         n_gpu_layers: int = AUTO,
         threads: int | None = None,
+        profiles: list[ServerProfile] | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Models")
@@ -208,13 +225,21 @@ class ModelDialog(QDialog):
         buttons.addStretch(1)
         for button in (self.cancel_button, self.download_button, self.load_button):
             buttons.addWidget(button)
-        layout = QVBoxLayout(self)
+        local = QWidget()
+        layout = QVBoxLayout(local)
         layout.addLayout(top)
         layout.addWidget(self.recommend_label)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.progress_label)
         layout.addLayout(buttons)
+        self.servers = ServersPanel(profiles, keys, self)
+        self.servers.connect_requested.connect(self._on_server_chosen)
+        self.servers.profiles_changed.connect(self.profiles_changed)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(local, "This machine")
+        self.tabs.addTab(self.servers, "Servers")
+        QVBoxLayout(self).addWidget(self.tabs)
 
         self._thread = QThread()
         self._thread.setObjectName("starpad-download")
@@ -250,6 +275,10 @@ class ModelDialog(QDialog):
         self.refresh_button.clicked.connect(self.refresh_from_hub)
         self.folder_button.clicked.connect(self.choose_folder)
         self.refresh_table()
+
+    def _on_server_chosen(self, profile: ServerProfile) -> None:
+        self.server_requested.emit(profile)
+        self.accept()
 
     # ------------------------------------------------------------- table
     @property
@@ -549,3 +578,206 @@ class ModelDialog(QDialog):
         """Accept, reject and the window's close button all end here."""
         self.stop_worker()
         super().done(result)
+
+
+class ServersPanel(QWidget):
+    """Remote server profiles: name, URL, kind, model, key, CA bundle, timeout.
+
+    Nothing here touches the network until Connect; the window then uses the server for
+    every completion (and the status bar says so). Keys go to the system keyring through
+    ``KeyStore``, never into the settings; where there is no keyring the panel says the key
+    is kept for this session only.
+    """
+
+    #: A profile (with its key) to complete on from now on.
+    connect_requested = Signal(object)
+    #: The profiles' settings JSON (no keys) after a save or delete.
+    profiles_changed = Signal(str)
+
+    def __init__(
+        self,
+        profiles: list[ServerProfile] | None = None,
+        keys: KeyStore | None = None,
+        parent: QWidget | None = None,
+        confirm: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.profiles: list[ServerProfile] = list(profiles or [])
+        self.keys = keys or KeyStore()
+        #: Asks the person (title, text) -> yes; injectable for tests.
+        self.confirm = confirm or self._ask
+        self.list = QListWidget()
+        self.name_edit = QLineEdit()
+        self.url_edit = QLineEdit()
+        self.url_edit.setPlaceholderText("http://gpu-box:8080")
+        self.kind_box = QComboBox()
+        for kind in ServerKind:
+            self.kind_box.addItem(kind.label, kind.value)
+        self.model_edit = QLineEdit()
+        self.model_edit.setPlaceholderText("the server's first model")
+        self.key_edit = QLineEdit()
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.key_edit.setPlaceholderText("none")
+        self.ca_edit = QLineEdit()
+        self.ca_edit.setPlaceholderText("the system's certificate authorities")
+        self.ca_button = QPushButton("Browse…")
+        self.timeout_box = QDoubleSpinBox()
+        self.timeout_box.setRange(MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+        self.timeout_box.setSuffix(" s")
+        self.timeout_box.setValue(DEFAULT_TIMEOUT_S)
+        self.new_button = QPushButton("New")
+        self.save_button = QPushButton("Save")
+        self.delete_button = QPushButton("Delete")
+        self.connect_button = QPushButton("Connect")
+        self.message_label = QLabel()
+        self.message_label.setWordWrap(True)
+        note = ("Completions from a server send the code around the caret to it. Starpad sends nothing anywhere "
+                "until you connect to a profile here.")
+        if self.keys.problem:
+            note += f"\nAPI keys: {self.keys.problem}."
+        self.note_label = QLabel(note)
+        self.note_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Name", self.name_edit)
+        form.addRow("URL", self.url_edit)
+        form.addRow("Kind", self.kind_box)
+        form.addRow("Model", self.model_edit)
+        form.addRow("API key", self.key_edit)
+        ca_row = QHBoxLayout()
+        ca_row.addWidget(self.ca_edit, 1)
+        ca_row.addWidget(self.ca_button)
+        form.addRow("CA bundle", ca_row)
+        form.addRow("Timeout", self.timeout_box)
+        buttons = QHBoxLayout()
+        for button in (self.new_button, self.save_button, self.delete_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.connect_button)
+        right = QVBoxLayout()
+        right.addLayout(form)
+        right.addWidget(self.message_label)
+        right.addStretch(1)
+        right.addLayout(buttons)
+        row = QHBoxLayout()
+        row.addWidget(self.list, 1)
+        row.addLayout(right, 2)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.note_label)
+        layout.addLayout(row, 1)
+
+        self.list.currentRowChanged.connect(self._show_profile)
+        self.new_button.clicked.connect(self.new_profile)
+        self.save_button.clicked.connect(self.save_profile)
+        self.delete_button.clicked.connect(self.delete_profile)
+        self.connect_button.clicked.connect(self.connect_profile)
+        self.ca_button.clicked.connect(self._browse_ca)
+        self._refresh_list()
+
+    # ------------------------------------------------------------ profiles
+    def _refresh_list(self, select: str | None = None) -> None:
+        self.list.blockSignals(True)
+        self.list.clear()
+        for profile in self.profiles:
+            self.list.addItem(f"{profile.name} — {profile.host}")
+        self.list.blockSignals(False)
+        names = [p.name for p in self.profiles]
+        row = names.index(select) if select in names else (0 if names else -1)
+        self.list.setCurrentRow(row)
+        self._show_profile(row)
+
+    def _show_profile(self, row: int) -> None:
+        profile = self.profiles[row] if 0 <= row < len(self.profiles) else None
+        self.name_edit.setText(profile.name if profile else "")
+        self.url_edit.setText(profile.url if profile else "")
+        self.kind_box.setCurrentIndex(max(0, self.kind_box.findData((profile.kind if profile else
+                                                                      ServerKind.LLAMA_SERVER).value)))
+        self.model_edit.setText(profile.model or "" if profile else "")
+        self.key_edit.setText((self.keys.get(profile.name) or "") if profile else "")
+        self.ca_edit.setText(profile.ca_bundle or "" if profile else "")
+        self.timeout_box.setValue(profile.timeout_s if profile else DEFAULT_TIMEOUT_S)
+        self.delete_button.setEnabled(profile is not None)
+
+    def form_profile(self) -> ServerProfile:
+        """The profile the form describes (with its key); raises ``RemoteConfigError``."""
+        ca = self.ca_edit.text().strip() or None
+        if ca is not None and not Path(ca).is_file():
+            raise RemoteConfigError(f"the CA bundle {ca} is not a file")
+        return ServerProfile(
+            name=self.name_edit.text().strip(), url=self.url_edit.text().strip(),
+            kind=ServerKind(self.kind_box.currentData()), model=self.model_edit.text().strip() or None,
+            ca_bundle=ca, timeout_s=float(self.timeout_box.value()), api_key=self.key_edit.text().strip() or None,
+        ).validate()
+
+    def new_profile(self) -> None:
+        self.list.setCurrentRow(-1)
+        self._show_profile(-1)
+        self.name_edit.setText(f"Server {len(self.profiles) + 1}")
+        self.name_edit.setFocus()
+
+    def save_profile(self) -> ServerProfile | None:
+        try:
+            profile = self.form_profile()
+        except RemoteConfigError as exc:
+            self._say(str(exc), error=True)
+            return None
+        row = self.list.currentRow()
+        old = self.profiles[row] if 0 <= row < len(self.profiles) else None
+        clash = next((p for p in self.profiles if p.name == profile.name and p is not old), None)
+        if clash is not None:
+            self._say(f"a profile named {profile.name!r} exists already", error=True)
+            return None
+        if old is not None and old.name != profile.name:
+            self.keys.delete(old.name)
+        if old is not None:
+            self.profiles[row] = profile.with_key(None)
+        else:
+            self.profiles.append(profile.with_key(None))
+        problem = self.keys.set(profile.name, profile.api_key)
+        self._refresh_list(select=profile.name)
+        self._say(f"saved {profile.name}" + (f" ({problem})" if problem and profile.api_key else ""))
+        self.profiles_changed.emit(profiles_to_json(self.profiles))
+        return profile
+
+    def delete_profile(self) -> None:
+        row = self.list.currentRow()
+        if not 0 <= row < len(self.profiles):
+            return
+        profile = self.profiles.pop(row)
+        self.keys.delete(profile.name)
+        self._refresh_list()
+        self._say(f"deleted {profile.name}")
+        self.profiles_changed.emit(profiles_to_json(self.profiles))
+
+    def connect_profile(self) -> bool:
+        """Use the form's profile; plain http:// to another machine needs a yes first."""
+        try:
+            profile = self.form_profile()
+        except RemoteConfigError as exc:
+            self._say(str(exc), error=True)
+            return False
+        if profile.needs_plain_http_confirmation and not self.confirm(
+            "Unencrypted connection",
+            f"{profile.host} is reached over plain http://: the code around the caret"
+            + (" and the API key" if profile.api_key else "")
+            + " travel unencrypted and can be read on the way. Connect anyway?",
+        ):
+            self._say("not connected: use https:// or confirm plain http://", error=True)
+            return False
+        self._say(f"connecting to {profile.host}…")
+        self.connect_requested.emit(profile)
+        return True
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message_label.setText(text)
+        self.message_label.setStyleSheet("color: #cf222e;" if error else "")
+
+    def _browse_ca(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "CA bundle", str(Path.home()), "PEM files (*.pem *.crt);;All (*)")
+        if path:
+            self.ca_edit.setText(path)
+
+    def _ask(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes

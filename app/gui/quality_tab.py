@@ -87,6 +87,8 @@ class QualityTab(QWidget):
         super().__init__(parent)
         self.report: EvaluationReport | None = None
         self._cancel: CancelToken | None = None
+        #: The app's GPU-layers setting (the comparison window sets it): decided per quant.
+        self.n_gpu_layers = 0
         self._selected_models = selected_models
         self._busy = busy
 
@@ -190,11 +192,12 @@ class QualityTab(QWidget):
         return self._cancel is not None
 
     def settings_from_controls(self) -> EvalSettings:
-        subset: Subset = self.subset_box.currentData()
+        # Qt hands a str-based enum back as a plain str: turn it into the Subset again.
+        subset = Subset(self.subset_box.currentData())
         total = len(load_problems(subset))
         sample = self.sample_spin.value()
         selection = Selection(sample=sample, seed=self.seed_spin.value()) if sample < total else Selection()
-        return EvalSettings(subset=subset, selection=selection)
+        return EvalSettings(subset=subset, selection=selection, n_gpu_layers=self.n_gpu_layers)
 
     def run(self, settings: EvalSettings | None = None) -> None:
         models = self._selected_models()

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from app.core.engine import CompletionStats
 from app.core.model_info import ModelInfo
+from app.core.remote.base import RemoteDescription
 from app.core.units import format_bytes
 
 STATES = ("no model", "loading", "thinking", "streaming", "idle", "error")
@@ -29,10 +30,13 @@ class StatusPanel(QStatusBar):
         self.context_bar.setTextVisible(False)
         self.context_bar.setMaximumHeight(12)
         self.memory_label = QLabel("")
+        #: "Remote: host · model" while a server completes: the code leaves the machine, said plainly.
+        self.remote_label = QLabel("")
+        self.remote_label.setVisible(False)
         #: The open file's encoding and line endings, e.g. "UTF-8 · CRLF"; empty for a new file.
         self.format_label = QLabel("")
-        for widget in (self.state_label, self.model_label, self.placement_label, self.speed_label, self.ttft_label,
-                       self.reuse_label):
+        for widget in (self.state_label, self.remote_label, self.model_label, self.placement_label, self.speed_label,
+                       self.ttft_label, self.reuse_label):
             self.addWidget(widget)
         for permanent in (self.format_label, self.context_label, self.context_bar, self.memory_label):
             self.addPermanentWidget(permanent)
@@ -60,6 +64,22 @@ class StatusPanel(QStatusBar):
         mode = " · prefix-only" if info.prefix_only else ""
         self.model_label.setText(f"{info.name} · {info.file_type}{mode}")
         self.model_label.setToolTip("\n".join([str(info.path), info.mode_description, *info.notes]))
+
+    def set_remote(self, remote: RemoteDescription | None) -> None:
+        """Say plainly which server gets the code (None: the local model, nothing leaves)."""
+        if remote is None:
+            self.remote_label.setText("")
+            self.remote_label.setToolTip("")
+            self.remote_label.setVisible(False)
+            return
+        self.remote_label.setText(remote.label)
+        where = "this machine (loopback)" if remote.is_loopback else f"the server {remote.host}"
+        self.remote_label.setToolTip(f"Completions come from {remote.kind.label} at {remote.host}: the code around "
+                                     f"the caret is sent to {where}. Context {remote.n_ctx:,} tokens.")
+        self.remote_label.setStyleSheet("color: #bf8700; font-weight: bold;")
+        self.remote_label.setVisible(True)
+        self.model_label.setText("")
+        self.set_placement("")
 
     def set_placement(self, placement: str, details: str = "") -> None:
         """Where the loaded model runs ("CPU", "GPU 28/30 layers"); empty without a model."""

@@ -7,6 +7,10 @@ one prompt batch — and wakes ``EngineWorker``, which runs the job the queue pi
 newest USER request first, a PREFILL only when no user is waiting. Results come back
 only through signals, tagged with the request id, so the session can drop anything that
 is no longer the newest request.
+
+The engine is the local llama.cpp one after ``load``, or a remote one (``app.core.remote``)
+after ``connect_server``: everything after that goes through ``CompletionEngine`` and does
+not know which. Nothing is sent anywhere unless a server profile was chosen.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import logging
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.core.engine import CancelToken, CompletionResult, Engine, EngineConfig, PrefillResult
+from app.core.engine_api import CompletionEngine
 from app.core.errors import CancelledError, StarpadError
+from app.core.remote.profile import ServerProfile
 from app.core.session.jobs import JobQueue, RequestKind, SessionJob
 from app.core.session.runner import run_job
 
@@ -29,6 +35,7 @@ class EngineWorker(QObject):
     load_progress = Signal(float)
     model_loaded = Signal(object, float)  # ModelInfo, seconds
     model_failed = Signal(str)
+    server_connected = Signal(object, float)  # RemoteDescription, seconds
     completion_started = Signal(int)  # user requests only
     text_streamed = Signal(int, str)
     completion_finished = Signal(int, object, object)  # request id, CompletionResult, {token id: text}
@@ -38,20 +45,36 @@ class EngineWorker(QObject):
 
     def __init__(self, queue: JobQueue) -> None:
         super().__init__()
-        self._engine: Engine | None = None
+        self._engine: CompletionEngine | None = None
         self._queue = queue
 
-    def _get_engine(self) -> Engine:
+    def _current(self) -> CompletionEngine:
+        """The engine jobs run on: local or remote."""
         if self._engine is None:
             self._engine = Engine()
         return self._engine
+
+    def _get_engine(self) -> Engine:
+        """The local llama.cpp engine (tests look into its cache); an error while a server is used."""
+        engine = self._current()
+        if not isinstance(engine, Engine):
+            raise RuntimeError("a remote engine is in use")
+        return engine
+
+    def _adopt(self, engine: CompletionEngine) -> None:
+        """Make ``engine`` the one jobs run on, freeing the one it replaces."""
+        if self._engine is not None and self._engine is not engine:
+            self._engine.close()
+        self._engine = engine
 
     @Slot(str, object, object)
     def load(self, path: str, config: EngineConfig, cancel: CancelToken) -> None:
         if cancel.cancelled:
             return
         try:
-            info = self._get_engine().load(path, config, progress=self.load_progress.emit, cancel=cancel)
+            # A remote engine stays in use until the local model has loaded.
+            engine = self._engine if isinstance(self._engine, Engine) else Engine()
+            info = engine.load(path, config, progress=self.load_progress.emit, cancel=cancel)
         except CancelledError:
             log.info("model load cancelled")
             return
@@ -62,7 +85,30 @@ class EngineWorker(QObject):
             log.exception("unexpected load failure")
             self.model_failed.emit(f"unexpected error while loading: {exc}")
             return
-        self.model_loaded.emit(info, self._get_engine().load_seconds)
+        self._adopt(engine)
+        self.model_loaded.emit(info, engine.load_seconds)
+
+    @Slot(object, object)
+    def connect_server(self, profile: ServerProfile, cancel: CancelToken) -> None:
+        """Switch to a remote engine; the current engine stays if connecting fails."""
+        from app.core.remote.factory import connect
+
+        if cancel.cancelled:
+            return
+        try:
+            remote = connect(profile, cancel)
+        except CancelledError:
+            log.info("connecting to %s cancelled", profile.name)
+            return
+        except StarpadError as exc:
+            self.model_failed.emit(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - the UI must survive any server
+            log.exception("unexpected failure connecting to %s", profile.name)
+            self.model_failed.emit(f"unexpected error while connecting: {exc}")
+            return
+        self._adopt(remote)  # frees the local model: the remote one is used now
+        self.server_connected.emit(remote.describe(), remote.load_seconds)
 
     @Slot()
     def run_next(self) -> None:
@@ -71,7 +117,7 @@ class EngineWorker(QObject):
         if queued is None:  # superseded while queued: never started
             return
         try:
-            engine = self._get_engine()
+            engine = self._current()
             if not engine.is_loaded:
                 self.completion_failed.emit(queued.request_id, "no model is loaded")
                 return
@@ -90,7 +136,7 @@ class EngineWorker(QObject):
 
     def on_finished(self, request_id: int, result: CompletionResult) -> None:
         # Token texts for the prompt inspector, made here: the GUI never calls the engine.
-        engine = self._get_engine()
+        engine = self._current()
         token_texts = {token: engine.token_text(token) for token in set(result.prompt.tokens)}
         self.completion_finished.emit(request_id, result, token_texts)
 
@@ -111,6 +157,7 @@ class EngineClient(QObject):
     """The GUI thread's handle on the worker; the session's ``JobRunner``."""
 
     _load_requested = Signal(str, object, object)
+    _connect_requested = Signal(object, object)
     _wake = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -121,6 +168,7 @@ class EngineClient(QObject):
         self.worker = EngineWorker(self.queue)
         self.worker.moveToThread(self._thread)
         self._load_requested.connect(self.worker.load)
+        self._connect_requested.connect(self.worker.connect_server)
         self._wake.connect(self.worker.run_next)
         self._load_cancel: CancelToken | None = None
         #: The newest user request submitted (0: none yet).
@@ -133,6 +181,14 @@ class EngineClient(QObject):
             self._load_cancel.cancel()
         self._load_cancel = CancelToken()
         self._load_requested.emit(path, config, self._load_cancel)
+
+    def connect_server(self, profile: ServerProfile) -> None:
+        """Use a remote server from now on (``worker.server_connected`` or ``model_failed`` answers)."""
+        self.cancel_completion()
+        if self._load_cancel is not None:
+            self._load_cancel.cancel()
+        self._load_cancel = CancelToken()
+        self._connect_requested.emit(profile, self._load_cancel)
 
     def cancel_load(self) -> None:
         if self._load_cancel is not None:

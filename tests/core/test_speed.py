@@ -233,3 +233,30 @@ def test_fit_cli_reports_speed_and_reason(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, str(ROOT / "main.py"), "fit", "--n-gpu-layers", "lots"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 2 and "auto, all or a number of layers" in bad.stderr
+
+
+def test_compare_and_eval_load_each_quant_with_the_chosen_gpu_layers(
+        tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--n-gpu-layers on compare and eval: auto is decided per quant and reaches llama.cpp."""
+    import shutil
+
+    from app.core import memory_fit
+    from app.core.compare import CompareSettings, compare_models
+    from app.core.evaluation.dataset import Selection
+    from app.core.evaluation.runner import EvalSettings, evaluate_models
+
+    monkeypatch.setattr(engine_module._internals, "LlamaModel", _SpyModel)
+    monkeypatch.setattr(memory_fit, "detect_memory",
+                        lambda: MemoryInfo(8 * GB, 6 * GB, (GpuMemory("Fake GPU", 8 * GB, 8 * GB),)))
+    monkeypatch.setattr(memory_fit, "gpu_backend_available", lambda: True)
+    other = tmp_path / "copy.gguf"
+    shutil.copyfile(tiny_model, other)
+    every_layer = model_info(tiny_model).n_layer + 1
+    _SpyModel.seen = []
+    compare_models([tiny_model, other], "def f(x):\n    return ", "\n", CompareSettings(max_tokens=2, n_ctx=512,
+                                                                                       n_gpu_layers=AUTO))
+    assert _SpyModel.seen == [every_layer, every_layer]
+    _SpyModel.seen = []
+    evaluate_models([tiny_model], EvalSettings(selection=Selection(limit=1), max_tokens=2, n_ctx=512,
+                                               n_gpu_layers=3), out=tmp_path / "run")
+    assert _SpyModel.seen == [3]

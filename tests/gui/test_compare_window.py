@@ -66,6 +66,19 @@ def test_too_few_models_is_explained(qtbot, quantized_models) -> None:
     window.close()
 
 
+def test_the_gpu_layers_setting_goes_with_every_run(qtbot) -> None:
+    """Both tabs load each quant with the app's GPU-layers choice (-1: auto, per quant)."""
+    main = MainWindow(Settings(n_ctx=1024, threads=2, n_gpu_layers=-1))
+    main.models.open_comparison()
+    window = main.models.compare_window
+    assert window is not None and window.n_gpu_layers == -1
+    assert window.default_settings().n_gpu_layers == -1
+    assert window.quality.settings_from_controls().n_gpu_layers == -1
+    window.close()
+    main.editor.document().setModified(False)
+    main.close()
+
+
 def test_editor_completions_pause_while_comparing(qtbot, tiny_model: Path) -> None:
     main = MainWindow(Settings(n_ctx=1024, threads=2))
     with qtbot.waitSignal(main.client.worker.model_loaded, timeout=20_000):

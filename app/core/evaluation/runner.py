@@ -12,6 +12,7 @@ previous program runs in the sandbox on another core.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.engine import CancelToken, CompletionRequest, CompletionResult, Engine, EngineConfig, SamplingParams
+from app.core.engine_api import CompletionEngine
 from app.core.errors import StarpadError
 from app.core.evaluation.dataset import Problem, Selection, Subset, group_by_task, load_problems
 from app.core.evaluation.sandbox import Execution, Sandbox, SandboxConfig
@@ -28,6 +30,7 @@ from app.core.evaluation.scoring import exact_match, wilson_interval
 from app.core.evaluation.store import RunStore, SampleRecord, evaluations_dir, file_fingerprint, params_digest
 from app.core.fim import Layout
 from app.core.model_info import model_info
+from app.core.remote.profile import ServerProfile
 
 log = logging.getLogger("starpad.evaluation")
 
@@ -48,6 +51,9 @@ class EvalSettings:
     threads: int | None = None
     layout: Layout = Layout.PSM
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    #: The GPU-layers choice (app.core.offload: AUTO, ALL or a count), resolved per quant.
+    #: Not a run parameter: where the layers run does not change greedy results by design.
+    n_gpu_layers: int = 0
 
     def run_params(self) -> dict[str, Any]:
         """What decides the results (not where they go): a change starts a new run."""
@@ -165,7 +171,7 @@ class EvaluationReport:
 
 # ------------------------------------------------------------------ running
 def evaluate_models(
-    models: Sequence[Path],
+    models: Sequence[Path | ServerProfile],
     settings: EvalSettings = EvalSettings(),
     *,
     sandbox: Sandbox | None = None,
@@ -179,28 +185,37 @@ def evaluate_models(
     several. A cancel stops after the program running now; the report then says so and
     running again resumes.
     """
-    infos = [model_info(m) for m in models]  # every file checked before the first load
+    infos = [None if isinstance(m, ServerProfile) else model_info(m) for m in models]  # files checked first
     problems = group_by_task(settings.selection.apply(load_problems(settings.subset)))
     sandbox = sandbox or Sandbox(settings.sandbox)
     sandbox.check()
     report = _new_report(settings, problems, sandbox)
-    for index, (path, info) in enumerate(zip(models, infos, strict=True)):
+    file_types = [i.file_type for i in infos if i is not None]
+    for index, (model, info) in enumerate(zip(models, infos, strict=True)):
         if cancel is not None and cancel.cancelled:
             report.cancelled = True
             break
-        label = info.file_type if len({i.file_type for i in infos}) == len(infos) else path.name
-        params = {**settings.run_params(), "model": str(path), "fingerprint": file_fingerprint(Path(path))}
+        if isinstance(model, ServerProfile):
+            key = label = f"{model.model or 'default model'} @ {model.host}"
+            fingerprint = hashlib.sha256(f"{model.kind.value} {model.url} {model.model}".encode()).hexdigest()[:16]
+        else:
+            assert info is not None
+            key = str(model)
+            label = info.file_type if len(set(file_types)) == len(infos) else model.name
+            fingerprint = file_fingerprint(Path(model))
+        params = {**settings.run_params(), "model": key, "fingerprint": fingerprint}
         if out is None:
             folder = evaluations_dir() / _run_name(params)
         else:
             folder = out if len(models) == 1 else out / _run_name(params)
-        score = ModelScore(str(path), label, info.size_bytes, prefix_only=info.prefix_only, run_folder=str(folder))
+        score = ModelScore(key, label, info.size_bytes if info else 0, prefix_only=bool(info and info.prefix_only),
+                           run_folder=str(folder))
         store = RunStore(folder, params)
         done = store.open()
-        _run_model(Path(path), problems, done, store, score, report, sandbox, settings, index, len(models),
+        _run_model(model, problems, done, store, score, report, sandbox, settings, index, len(models),
                    on_progress, cancel)
         if score.prefix_only:
-            report.notes.append(f"{path.name} has no FIM tokens: it saw only the code before the gap, never "
+            report.notes.append(f"{Path(key).name} has no FIM tokens: it saw only the code before the gap, never "
                                 f"the code after it (prefix-only), so its score is not comparable to a FIM model's")
         report.scores.append(score)
         if not score.complete:
@@ -224,7 +239,7 @@ def _new_report(settings: EvalSettings, problems: list[Problem], sandbox: Sandbo
 
 
 def _run_model(
-    path: Path,
+    model: Path | ServerProfile,
     problems: list[Problem],
     done: dict[str, SampleRecord],
     store: RunStore,
@@ -241,16 +256,15 @@ def _run_model(
     records: list[SampleRecord] = [done[p.task_id] for p in problems if p.task_id in done]
     score.resumed = len(records)
     todo = [p for p in problems if p.task_id not in done]
-    tracker = _Tracker(index, count, str(path), len(problems), records, on_progress)
+    tracker = _Tracker(index, count, score.model, len(problems), records, on_progress)
     tracker.emit("loading")
-    engine: Engine | None = None
+    engine: CompletionEngine | None = None
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="starpad-eval-run")
     pending: list[concurrent.futures.Future[SampleRecord]] = []
     try:
         if todo:
-            engine = Engine()
-            engine.load(path, EngineConfig(n_ctx=settings.n_ctx, n_threads=settings.threads))
-            score.prefix_only = not engine.fim_tokens.can_fill_middle  # llama.cpp's view decides the prompt
+            engine = _open_engine(model, settings, cancel)
+            score.prefix_only = not engine.fim_tokens.can_fill_middle  # the engine's view decides the prompt
             engine.complete(CompletionRequest("def warm_up():\n    ", max_tokens=4))
             engine.reset_cache()  # every quant starts cold
         for problem in todo:
@@ -262,7 +276,7 @@ def _run_model(
             if completion.stop_reason == "cancelled":
                 score.complete = False
                 break
-            pending.append(pool.submit(_execute, sandbox, problem, completion, str(path)))
+            pending.append(pool.submit(_execute, sandbox, problem, completion, score.model))
             pending = tracker.harvest(pending, store, block=False, cancel=cancel)
         tracker.harvest(pending, store, block=True, cancel=cancel)
         if len(tracker.records) < len(problems):
@@ -273,6 +287,20 @@ def _run_model(
             engine.close()
     _summarise(score, tracker.records, time.perf_counter() - started)
     report.results += tracker.records
+
+
+def _open_engine(model: Path | ServerProfile, settings: EvalSettings, cancel: CancelToken | None) -> CompletionEngine:
+    """Load the file, or connect to the server (a profile naming its model)."""
+    if isinstance(model, ServerProfile):
+        from app.core.remote.factory import connect
+
+        return connect(model, cancel)
+    engine = Engine()
+    from app.core.memory_fit import gpu_layers_for
+
+    engine.load(model, EngineConfig(n_ctx=settings.n_ctx, n_threads=settings.threads,
+                                    n_gpu_layers=gpu_layers_for(settings.n_gpu_layers, model, settings.n_ctx)))
+    return engine
 
 
 def _request(problem: Problem, settings: EvalSettings) -> CompletionRequest:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from app.core.engine import CompletionResult, Engine, PrefillResult
+from app.core.engine import CompletionResult, PrefillResult
+from app.core.engine_api import CompletionEngine
 from app.core.errors import StarpadError
 from app.core.session.jobs import JobQueue, QueuedJob, RequestKind, SessionJob
 
@@ -34,7 +35,7 @@ class JobListener(Protocol):
 class EngineRunner:
     """A ``JobRunner`` over ``engine``; ``attach`` the session, then ``run_next``/``run_all``."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CompletionEngine) -> None:
         self.engine = engine
         self.queue = JobQueue()
         #: Every job ever submitted, in order (what tests and the benchmark look at).
@@ -74,7 +75,7 @@ class EngineRunner:
         return self._listener
 
 
-def run_job(engine: Engine, queued: QueuedJob, listener: JobListener) -> None:
+def run_job(engine: CompletionEngine, queued: QueuedJob, listener: JobListener) -> None:
     """Run one job and answer ``listener``; failures become ``on_failed``, never exceptions."""
     job = queued.job
     try:
