@@ -43,6 +43,32 @@ def llama_server_binary() -> Path | None:
     return binary if binary.is_file() and os.access(binary, os.X_OK) else None
 
 
+def require_llama_server() -> Path:
+    """The built llama-server, or the test fails saying how to build it (never a skip)."""
+    import pytest
+
+    found = llama_server_binary()
+    if found is None:
+        pytest.fail("llama-server is not built: run `bash bench/build_llama_tools.sh` (packaging/dev.sh test does)")
+    return found
+
+
+class MemoryKeyring:
+    """A keyring backend in memory: what the system keyring would store, for tests."""
+
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.stored.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.stored[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.stored.pop((service, username), None)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.core.engine import CompletionRequest, Engine
-from tests.remote_servers import LlamaServer, free_port, llama_server_binary
+from tests.remote_servers import LlamaServer, free_port, require_llama_server
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "def add(a, b):\n    return "
@@ -30,10 +30,7 @@ def run(*args: str, key: str | None = None, timeout: float = 300) -> subprocess.
 
 @pytest.fixture(scope="module")
 def binary() -> Path:
-    found = llama_server_binary()
-    if found is None:
-        pytest.fail("llama-server is not built: run `bash bench/build_llama_tools.sh` (packaging/dev.sh test does)")
-    return found
+    return require_llama_server()
 
 
 @pytest.fixture(scope="module")

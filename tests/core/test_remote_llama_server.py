@@ -22,7 +22,7 @@ from app.core.remote.errors import (
 from app.core.remote.factory import connect
 from app.core.remote.llama_server import LlamaServerEngine
 from app.core.remote.profile import ServerKind, ServerProfile
-from tests.remote_servers import Fault, LlamaServer, Proxy, free_port, llama_server_binary, self_signed_certificate
+from tests.remote_servers import Fault, LlamaServer, Proxy, free_port, require_llama_server, self_signed_certificate
 
 PREFIX = "def fibonacci(n):\n    if n < 2:\n        return n\n    return "
 SUFFIX = "\n\n\nprint(fibonacci(10))\n"
@@ -34,10 +34,7 @@ def profile(url: str, timeout_s: float = 20.0) -> ServerProfile:
 
 @pytest.fixture(scope="module")
 def binary() -> Path:
-    found = llama_server_binary()
-    if found is None:
-        pytest.fail("llama-server is not built: run `bash bench/build_llama_tools.sh` (packaging/dev.sh test does)")
-    return found
+    return require_llama_server()
 
 
 @pytest.fixture(scope="module")

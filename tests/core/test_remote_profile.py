@@ -15,6 +15,7 @@ from app.core.remote.llama_server import LlamaServerEngine
 from app.core.remote.openai import OpenAIEngine
 from app.core.remote.profile import ServerKind, ServerProfile, parse_url, profiles_from_json, profiles_to_json
 from app.core.settings_schema import rule_for, settings_from_values
+from tests.remote_servers import MemoryKeyring
 
 
 @pytest.mark.parametrize(
@@ -98,20 +99,6 @@ def test_settings_that_are_not_a_profile_list_fall_back_to_none() -> None:
     assert settings_from_values({"server_profiles": "{broken"}).server_profiles == "[]"
     with pytest.raises(ValueError, match="a JSON list of server profiles"):
         rule_for("server_profiles").coerce('{"name": "a"}')
-
-
-class MemoryKeyring:
-    def __init__(self) -> None:
-        self.stored: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.stored.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.stored[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.stored.pop((service, username), None)
 
 
 def test_keys_go_to_the_keyring() -> None:

@@ -19,23 +19,9 @@ from app.core.session import RequestKind, SessionJob
 from app.gui.model_dialog import ModelDialog, ServersPanel
 from app.gui.statusbar import StatusPanel
 from app.gui.worker import EngineClient
-from tests.remote_servers import LlamaServer, llama_server_binary
+from tests.remote_servers import LlamaServer, MemoryKeyring, require_llama_server
 
 pytestmark = pytest.mark.usefixtures("qapp")
-
-
-class MemoryKeyring:
-    def __init__(self) -> None:
-        self.stored: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.stored.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.stored[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.stored.pop((service, username), None)
 
 
 class Asked:
@@ -162,10 +148,7 @@ def test_profiles_in_the_dialog_send_nothing_until_one_is_chosen(qtbot, monkeypa
 
 @pytest.fixture()
 def server(tiny_model: Path, tmp_path: Path) -> Iterator[LlamaServer]:
-    binary = llama_server_binary()
-    if binary is None:
-        pytest.fail("llama-server is not built: run `bash bench/build_llama_tools.sh` (packaging/dev.sh test does)")
-    with LlamaServer(binary, tiny_model, tmp_path) as running:
+    with LlamaServer(require_llama_server(), tiny_model, tmp_path) as running:
         yield running
 
 
