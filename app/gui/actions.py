@@ -20,13 +20,18 @@ from app.gui.highlighter import all_languages
 class WindowActions:
     """Every menu entry and toolbar control of the main window (not yet connected)."""
 
-    def __init__(self, window: QMainWindow, inspector_dock: QDockWidget) -> None:
+    def __init__(self, window: QMainWindow, inspector_dock: QDockWidget, folder_dock: QDockWidget) -> None:
         menu = window.menuBar()
         file_menu = menu.addMenu("&File")
         self.act_new = file_menu.addAction("&New")
         self.act_new.setShortcut(QKeySequence.StandardKey.New)
         self.act_open = file_menu.addAction("&Open…")
         self.act_open.setShortcut(QKeySequence.StandardKey.Open)
+        # Ctrl+K Ctrl+O (other editors' chord) would make every Ctrl+K wait for a second key.
+        self.act_open_folder = _shortcut(file_menu.addAction("Open &Folder…"), "Ctrl+Shift+O")
+        self.act_close_folder = file_menu.addAction("Close Fol&der")
+        self.act_close_folder.setEnabled(False)
+        self.act_quick_open = _shortcut(file_menu.addAction("&Quick Open…"), "Ctrl+P")
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.act_reopen_encoding = file_menu.addAction("Reopen with &Encoding…")
         self.act_save = file_menu.addAction("&Save")
@@ -41,6 +46,14 @@ class WindowActions:
         file_menu.addSeparator()
         self.act_quit = file_menu.addAction("&Quit")
         self.act_quit.setShortcut(QKeySequence.StandardKey.Quit)
+
+        edit_menu = menu.addMenu("&Edit")
+        self.act_find = _shortcut(edit_menu.addAction("&Find…"), "Ctrl+F")
+        self.act_replace = _shortcut(edit_menu.addAction("&Replace…"), "Ctrl+H")
+        self.act_find_next = _shortcut(edit_menu.addAction("Find &Next"), "F3")
+        self.act_find_prev = _shortcut(edit_menu.addAction("Find &Previous"), "Shift+F3")
+        edit_menu.addSeparator()
+        self.act_goto_line = _shortcut(edit_menu.addAction("&Go to Line…"), "Ctrl+G")
 
         model_menu = menu.addMenu("&Model")
         self.act_models = model_menu.addAction("&Models…")
@@ -65,6 +78,9 @@ class WindowActions:
         )
         view_menu.addSeparator()
         self.act_dark = _checkable(view_menu.addAction("&Dark theme"))
+        self.act_folder_view = folder_dock.toggleViewAction()
+        self.act_folder_view.setText("&Folder tree")
+        view_menu.addAction(self.act_folder_view)
         self.act_inspector = inspector_dock.toggleViewAction()
         self.act_inspector.setText("Prompt &inspector")
         view_menu.addAction(self.act_inspector)
@@ -100,6 +116,12 @@ class WindowActions:
         self.layout_box.setEnabled(not info.prefix_only)
         self.layout_box.setToolTip(info.notes[0] if info.notes else "")
 
+    def show_folder(self, folder: Path | None) -> None:
+        """Close Folder only means something while one is open. (The dock's title names the
+        folder, and a dock renames its toggle action after its title: the menu keeps its words.)"""
+        self.act_close_folder.setEnabled(folder is not None)
+        self.act_folder_view.setText("&Folder tree")
+
     def show_language(self, alias: str) -> None:
         """The tab in front has this language choice ("" auto): the box says so, silently."""
         was = self.language_box.blockSignals(True)
@@ -107,6 +129,11 @@ class WindowActions:
             self.language_box.setCurrentIndex(max(0, self.language_box.findData(alias)))
         finally:
             self.language_box.blockSignals(was)
+
+
+def _shortcut(action: QAction, keys: str) -> QAction:
+    action.setShortcut(QKeySequence(keys))
+    return action
 
 
 def _checkable(action: QAction) -> QAction:

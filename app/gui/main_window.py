@@ -3,8 +3,9 @@
 Each part lives in its own module and the window only connects them: tabs and per-tab
 state (``app.gui.tabs``), opening and saving (``file_flows``), crash recovery per tab
 (``tab_recovery``), the saved session (``session_flow``), models (``model_control``),
-menus (``actions``) and the first-start page (``empty_state``). The properties below
-(``editor``, ``current_path``…) are the tab in front, for scripts, benchmarks and tests.
+menus (``actions``), the first-start page (``empty_state``) and the folder tree, Quick
+Open, Find and Go to line (``workspace_panels``). ``editor``, ``current_path``, ``save()``…
+are the tab in front, for scripts, benchmarks and tests (``front_tab``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from app.core.engine import CompletionRequest, CompletionResult
 from app.core.model_info import ModelInfo
 from app.core.recovery import RecoveryCandidate, RecoveryStore
 from app.core.session import RequestOutcome
-from app.core.textfile import DiskState, atomic_write_bytes
+from app.core.textfile import atomic_write_bytes
 from app.core.workspace.session_state import SESSION_FILE_NAME
 from app.gui.actions import WindowActions
 from app.gui.completion_bridge import CompletionBridge
-from app.gui.editor import CodeEditor
 from app.gui.empty_state import CentralStack, EmptyState
 from app.gui.file_flows import FileFlows
-from app.gui.highlighter import LexerResolver, PygmentsHighlighter
+from app.gui.front_tab import FrontTab
 from app.gui.inspector import PromptInspector
 from app.gui.model_control import ModelControl
 from app.gui.recovery_dialog import app_data_dir, default_recovery_store
@@ -39,6 +39,7 @@ from app.gui.tab_recovery import TabRecovery
 from app.gui.tabs import DocumentTab, DocumentTabs
 from app.gui.worker import EngineClient
 from app.gui.window_settings import WindowSettings
+from app.gui.workspace_panels import WorkspacePanels
 
 log = logging.getLogger("starpad.window")
 
@@ -51,7 +52,7 @@ def atomic_write(path: Path, text: str) -> None:
     atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
-class MainWindow(QMainWindow):
+class MainWindow(QMainWindow, FrontTab):
     def __init__(self, settings: Settings, client: EngineClient | None = None, interactive: bool = True,
                  recovery: RecoveryStore | None = None, recovery_interval_ms: int | None = None,
                  session_file: Path | None = None) -> None:
@@ -75,7 +76,8 @@ class MainWindow(QMainWindow):
                                            recent_files=lambda: self.settings.recent_files, parent=self)
         self.tabs = DocumentTabs(self.completion)
         self.empty_state = EmptyState()
-        self.stack = CentralStack(self.empty_state, self.tabs)
+        self.panels = WorkspacePanels(self, self.tabs, self.open_file, self.set_folder)
+        self.stack = CentralStack(self.empty_state, self.panels.editor_area)
         self.setCentralWidget(self.stack)
         self.files = FileFlows(self, self.tabs, self.status, interactive)
         self.models = ModelControl(self, self.client, self.completion.session, self.status, settings, interactive,
@@ -87,7 +89,7 @@ class MainWindow(QMainWindow):
         self.tab_recovery = TabRecovery(self.recovery, self.tabs, self.status, interval, self)
         self.session_keeper = SessionKeeper(session_file or app_data_dir() / SESSION_FILE_NAME, self.tabs, self.files,
                                      self.status, self)
-        self.menus = WindowActions(self, self.inspector_dock)
+        self.menus = WindowActions(self, self.inspector_dock, self.panels.folder_dock)
         self.prefs = WindowSettings(settings, self.completion, self.tabs, self.menus, self.models, self.open_file)
         self._connect()
         self.apply_settings()
@@ -97,7 +99,7 @@ class MainWindow(QMainWindow):
         self.status.set_state("no model")
 
     def _connect(self) -> None:
-        a, files, models, tabs = self.menus, self.files, self.models, self.tabs
+        a, files, models, tabs, panels = self.menus, self.files, self.models, self.tabs, self.panels
         for action, slot in (
             (a.act_new, self.new_file), (a.act_open, files.open_dialog), (a.act_save, self.save),
             (a.act_save_as, self.save_as), (a.act_reopen_encoding, self.reopen_with_encoding),
@@ -106,6 +108,10 @@ class MainWindow(QMainWindow):
             (a.act_quit, self.close), (a.act_models, models.open_model_manager),
             (a.act_open_model, models.open_model_dialog), (a.act_compare, models.open_comparison),
             (a.act_complete, self.request_completion), (a.act_preferences, lambda: self.prefs.open_preferences(self)),
+            (a.act_open_folder, panels.choose_folder), (a.act_close_folder, lambda: self.set_folder(None)),
+            (a.act_quick_open, panels.quick_open_popup), (a.act_find, panels.find_bar.show_find),
+            (a.act_replace, panels.find_bar.show_replace), (a.act_find_next, panels.find_bar.find_next),
+            (a.act_find_prev, panels.find_bar.find_previous), (a.act_goto_line, panels.goto_line.popup),
         ):
             action.triggered.connect(slot)
         a.language_box.currentIndexChanged.connect(lambda _i: tabs.current.set_language(a.language_box.currentData()))
@@ -119,35 +125,12 @@ class MainWindow(QMainWindow):
         files.file_used.connect(self._on_file_used)
         files.closing.connect(self.tab_recovery.drop)
         models.loaded.connect(a.show_model)
-        self.session_keeper.folder_changed.connect(self.completion.session.set_workspace)  # names the repository
+        # The folder names the repository; the tree and Quick Open list it.
+        for follower in (self.completion.session.set_workspace, panels.show_folder, a.show_folder):
+            self.session_keeper.folder_changed.connect(follower)
         files.saved.connect(lambda _tab: self.completion.session.files_changed())  # the repository block follows
+        files.saved.connect(panels.file_saved)
         self.completion.result_ready.connect(self._on_completion_result)
-
-    # ------------------------------------------------------ the tab in front
-    @property
-    def tab(self) -> DocumentTab:
-        return self.tabs.current
-
-    @property
-    def editor(self) -> CodeEditor:
-        return self.tabs.current.editor
-
-    @property
-    def highlighter(self) -> PygmentsHighlighter:
-        return self.tabs.current.highlighter
-
-    @property
-    def lexers(self) -> LexerResolver:
-        return self.tabs.current.lexers
-
-    @property
-    def current_path(self) -> Path | None:
-        return self.tabs.current.path
-
-    @property
-    def language_pending(self) -> bool:
-        """A lexer is still being looked up (tests and the benchmark wait for it)."""
-        return self.tabs.current.language_pending
 
     @property
     def model_info(self) -> ModelInfo | None:
@@ -204,21 +187,6 @@ class MainWindow(QMainWindow):
     def open_file(self, path: Path, encoding: str | None = None) -> bool:
         """Open ``path`` in a tab (an open one comes to the front); False with a message if refused."""
         return self.files.open_file(Path(path), encoding) is not None
-
-    def reopen_with_encoding(self) -> bool:
-        return self.files.reopen_with_encoding(self.tab)
-
-    def save(self) -> bool:
-        return self.files.save(self.tab)
-
-    def save_as(self) -> bool:
-        return self.files.save_as(self.tab)
-
-    def _write(self, path: Path) -> bool:
-        return self.files.write(self.tab, path)
-
-    def check_disk_changes(self) -> DiskState | None:
-        return self.files.check_disk_changes(self.tab)
 
     def close_tab(self, tab: DocumentTab | bool | None = None) -> bool:
         """Ctrl+W: close the tab in front (or ``tab``), asking first if it has unsaved changes."""
