@@ -65,7 +65,7 @@ class WindowActions:
         self.act_complete.setShortcut(QKeySequence("Ctrl+Space"))
         self.act_auto = _checkable(model_menu.addAction("&Automatic completion"))
         self.act_single = _checkable(model_menu.addAction("&Single-line completions"))
-        self.act_repo = _checkable(model_menu.addAction("Use other open &files as context"))
+        self.act_repo = _checkable(model_menu.addAction("Use the &repository as context"))
         self.act_preferences = model_menu.addAction("&Preferences…")
         self.act_preferences.setShortcut(QKeySequence.StandardKey.Preferences)
 
