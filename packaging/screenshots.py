@@ -1,6 +1,6 @@
 """Take README screenshots of the real window (run under Xvfb: see README).
 
-    xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python packaging/screenshots.py MODEL.gguf OUT_DIR
+    xvfb-run -s "-screen 0 1400x900x24" .venv/bin/python packaging/screenshots.py MODEL.gguf OUT_DIR [COMPARE.gguf]
 
 The window shows a small demo project (three Python files that import each other, written
 to a temporary folder) open in the folder tree, two of its files in tabs, and a ghost
@@ -89,6 +89,9 @@ def write_demo_project(folder: Path) -> Path:
 
 def main() -> int:
     model, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    # The comparison wants readable text: a real-weights model (SmolLM2) may stand in there,
+    # while the window shows a StarCoder2 model, whose FIM and repository tokens it needs.
+    compare_model = Path(sys.argv[3]) if len(sys.argv) > 3 else model
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="starpad-screenshots-"))
     # Before Qt reads them: QSettings and the data folder (session, recovery) live in scratch.
@@ -142,8 +145,10 @@ def main() -> int:
         from app.core.compare import CompareSettings
         from app.gui.compare_window import CompareWindow
 
-        quants = [model] + [
-            quantize(model, out_dir / f"{model.stem}-requant-{q}.gguf", q, allow_requantize=True)
+        scratch_models = scratch / "models"
+        scratch_models.mkdir(exist_ok=True)
+        quants = [compare_model] + [
+            quantize(compare_model, scratch_models / f"{compare_model.stem}-requant-{q}.gguf", q, allow_requantize=True)
             for q in ("Q4_0", "Q2_K")
         ]
         window.set_dark_theme(False)
