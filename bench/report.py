@@ -126,17 +126,135 @@ def _seconds(ms: float | None) -> str:
     return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
 
 
+#: The editing session's runs: (key in ``edit_session``, label); "" is the local run at the top level.
+EDIT_RUNS = (("", "Starpad, one file (local engine)"),
+             ("repo_context", "Starpad, repository context on (multi-file, local engine)"),
+             ("remote", "Starpad through llama-server on 127.0.0.1 (one file)"),
+             ("peer", "llama-server driven like llama.vscode"))
+
+
+def _edit_runs(es: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]], str | None]]:
+    """(key, label, rows, why it is missing) of each run the results mention."""
+    runs: list[tuple[str, str, list[dict[str, Any]], str | None]] = []
+    for key, label in EDIT_RUNS:
+        if key == "":
+            rows, error = es.get("rows") or [], es.get("local_error")
+        elif key == "peer":
+            rows, error = es.get("peer_rows") or [], es.get("peer_error")
+        else:
+            part = es.get(key)
+            if not isinstance(part, dict):
+                continue
+            rows, error = part.get("rows") or [], part.get("error")
+        if rows or error:
+            runs.append((key, label, rows, error))
+    return runs
+
+
+def _later_engine(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if not r["first_in_file"] and r["served"] == "engine"]
+
+
+def _tokens_per_event(rows: list[dict[str, Any]]) -> str:
+    """Median tokens evaluated / reused (kept, moved or server-cached) per answered event
+    after the first in a file: what each event cost the engine."""
+    later = _later_engine(rows)
+    if not later:
+        return "—"
+    evaluated = statistics.median(r["evaluated"] for r in later)
+    reused = statistics.median(r["reused_exact"] + r["reused_shifted"] for r in later)
+    return f"{evaluated:,.0f} / {reused:,.0f}"
+
+
+def _run_summary(es: dict[str, Any], key: str,
+                 rows: list[dict[str, Any]]) -> tuple[float | None, float | None, float | None]:
+    """Median, 90th percentile and first-open TTFT of a run: as stored, else from its rows."""
+    if key == "":
+        stored = es
+    elif key == "peer":
+        stored = {k.removeprefix("peer_"): v for k, v in es.items() if k.startswith("peer_")}
+    else:
+        stored = es.get(key, {})
+    names = ("ttft_ms_median", "ttft_ms_p90", "first_open_ttft_ms")
+    if all(stored.get(name) is not None for name in names):
+        return stored["ttft_ms_median"], stored["ttft_ms_p90"], stored["first_open_ttft_ms"]
+    later = [r["ttft_ms"] for r in rows if not r["first_in_file"] and r["ttft_ms"] is not None]
+    firsts = [r for r in rows if r["first_in_file"]]
+    median = statistics.median(later) if later else None
+    p90 = float(statistics.quantiles(later, n=10, method="inclusive")[-1]) if len(later) > 1 else median
+    return median, p90, firsts[0]["ttft_ms"] if firsts else None
+
+
+def _variant_lines(es: dict[str, Any]) -> list[str]:
+    """One line per run (median, p90, first open, tokens per event), then a small table
+    per event for the multi-file and the remote run."""
+    runs = _edit_runs(es)
+    if len(runs) < 2 and not any(key in ("repo_context", "remote") for key, *_ in runs):
+        return []
+    lines = ["", "### Starpad's runs side by side (TTFT: debounce to first token; evaluated / reused: medians "
+             "per answered event after the first in a file)", "",
+             "| Run | TTFT median | TTFT p90 | first open | evaluated / reused | context block (median / max) |",
+             "|---|---|---|---|---|---|"]
+    for key, label, rows, error in runs:
+        if error and not rows:
+            lines.append(f"| {label} | not measured: {error} | | | | |")
+            continue
+        median, p90, first = _run_summary(es, key, rows)
+        sizes = [r.get("context_tokens", 0) for r in rows]
+        block = f"{statistics.median(sizes):,.0f} / {max(sizes):,} tokens" if any(sizes) else "—"
+        lines.append(f"| {label} | {_seconds(median)} | {_seconds(p90)} | {_seconds(first)} | "
+                     f"{_tokens_per_event(rows)} | {block} |")
+    repo = es.get("repo_context")
+    if isinstance(repo, dict) and repo.get("rows"):
+        lines += ["", f"### Multi-file run (repository context on; workspace {repo.get('workspace', '?')}, the "
+                  f"block may take {repo.get('repo_budget_tokens', 0):,} tokens)", "",
+                  "| # | event | file:line | TTFT | evaluated / exact / moved / restored | context block | "
+                  "context files |", "|---|---|---|---|---|---|---|"]
+        for row in repo["rows"]:
+            lines.append(
+                f"| {row['index']} | {row['kind']}{' (first)' if row['first_in_file'] else ''} | "
+                f"{Path(row['file']).name}:{row['line']} | {_seconds(row['ttft_ms'])}"
+                f"{' (cache)' if row['served'] == 'cache' else ''} | {row['evaluated']:,} / "
+                f"{row['reused_exact']:,} / {row['reused_shifted']:,} / {row['restored']:,} | "
+                f"{row.get('context_tokens', 0):,}{' (narrowed)' if row.get('narrowed') else ''} | "
+                f"{', '.join(row.get('context_files', [])) or '—'} |")
+    remote = es.get("remote")
+    if isinstance(remote, dict) and remote.get("rows"):
+        lines += ["", f"### Remote run (Starpad's session on a LlamaServerEngine; `{remote.get('server_command')}`; "
+                  "reused: the server's own cached-token count)", "",
+                  "| # | event | file:line | TTFT | evaluated / server-cached |", "|---|---|---|---|---|"]
+        for row in remote["rows"]:
+            lines.append(
+                f"| {row['index']} | {row['kind']}{' (first)' if row['first_in_file'] else ''} | "
+                f"{Path(row['file']).name}:{row['line']} | {_seconds(row['ttft_ms'])}"
+                f"{' (cache)' if row['served'] == 'cache' else ''} | {row['evaluated']:,} / {row['reused_exact']:,} |")
+    return lines
+
+
 def _edit_session_lines(es: dict[str, Any]) -> list[str]:
-    """The editing-session tables: targets, both peers per event, the quality check."""
-    if not es.get("rows"):
+    """The editing-session tables: targets, both peers per event, the other runs, the quality check."""
+    if not _edit_runs(es):
         return []
     ratio_target = TARGETS["edit_peer_ratio"]
     lines = [
         "", f"## Editing session (CPython's json/decoder.py and json/encoder.py; debounce {es['debounce_ms']} ms, "
-        f"keystrokes {es['keystroke_ms']:.0f} ms apart, reuse mode {es.get('reuse_mode', '?')}, "
+        f"keystrokes {es['keystroke_ms']:.0f} ms apart, "
+        f"{'reuse mode ' + es['reuse_mode'] + ', ' if es.get('reuse_mode') else ''}"
         f"{es['max_tokens']} tokens per completion)", "",
-        "| Measure | Starpad | llama-server (llama.vscode) | Target | |", "|---|---|---|---|---|",
     ]
+    if "local_error" in es:
+        lines.append(f"The local run failed: {es['local_error']}")
+    lines += _local_lines(es, ratio_target)
+    lines += _variant_lines(es)
+    lines += _quality_lines(es)
+    return lines
+
+
+def _local_lines(es: dict[str, Any], ratio_target: float) -> list[str]:
+    """The local run against llama.vscode's peer: targets and every event."""
+    if not es.get("rows"):
+        return []
+    lines = ["| Measure | Starpad | llama-server (llama.vscode) | Target | |", "|---|---|---|---|---|"]
     for key, label, target in (("ttft_ms_median", "TTFT median, events after the first in a file",
                                 TARGETS["edit_ttft_ms_median"]),
                                ("ttft_ms_p90", "TTFT 90th percentile", TARGETS["edit_ttft_ms_p90"]),
@@ -165,6 +283,11 @@ def _edit_session_lines(es: dict[str, Any]) -> list[str]:
             f"{row['reused_shifted']:,} / {row['restored']:,} | {peer_cells} |")
     if "peer_error" in es:
         lines.append(f"\nllama-server peer not measured: {es['peer_error']}")
+    return lines
+
+
+def _quality_lines(es: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     quality = es.get("quality", {})
     if "skipped" in quality:
         lines.append(f"\nQuality of moved KV blocks not measured: {quality['skipped']}")
@@ -257,27 +380,33 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
         ax.legend(fontsize=8)
         save(fig, "memory.png")
     es = results.get("edit_session", {})
-    if es.get("rows"):
-        fig, ax = plt.subplots(figsize=(9, 3.8))
-        rows = es["rows"]
-        peers = {row["index"]: row for row in es.get("peer_rows", [])}
-        xs = list(range(len(rows)))
+    edit_runs = [(key, label, rows) for key, label, rows, _error in _edit_runs(es) if rows]
+    if edit_runs:
+        # Every run's events side by side, lined up by their index in the session (a quick
+        # run plays the variants through a few of its events only).
+        event_names: dict[int, str] = {}
+        for _key, _label, rows in reversed(edit_runs):
+            event_names.update({r["index"]: f"{r['kind']}{' *' if r['first_in_file'] else ''}" for r in rows})
+        indices = sorted(event_names)
+        fig, ax = plt.subplots(figsize=(min(16.0, max(9.0, 0.3 * len(indices) * len(edit_runs))), 4.0))
         floor = 1.0  # ms: a cache hit (0 ms) still shows on the log scale
-
-        def heights(series: list[dict[str, Any] | None]) -> list[float]:
-            return [max(floor, r["ttft_ms"]) if r is not None and r["ttft_ms"] is not None else 0.0 for r in series]
-
-        ax.bar([x - 0.2 for x in xs], heights(list(rows)), 0.4, label="Starpad", color="#3b7dd8")
-        if peers:
-            ax.bar([x + 0.2 for x in xs], heights([peers.get(r["index"]) for r in rows]), 0.4,
-                   label="llama-server (llama.vscode)", color="#999999")
+        width = 0.8 / len(edit_runs)
+        tallest = floor
+        colours = {"": "#3b7dd8", "repo_context": "#2ca02c", "remote": "#e08a1e", "peer": "#999999"}
+        for i, (key, label, rows) in enumerate(edit_runs):
+            by_index = {r["index"]: r for r in rows}
+            heights = [max(floor, by_index[x]["ttft_ms"]) if x in by_index and by_index[x]["ttft_ms"] is not None
+                       else 0.0 for x in indices]
+            tallest = max(tallest, *heights)
+            ax.bar([p - 0.4 + width * (i + 0.5) for p in range(len(indices))], heights, width, label=label,
+                   color=colours[key])
         ax.axhline(TARGETS["edit_ttft_ms_median"], color="red", linestyle="--", linewidth=1, label="1 s")
-        ax.set_xticks(xs, [f"{r['kind']}{' *' if r['first_in_file'] else ''}" for r in rows], rotation=35,
-                      ha="right", fontsize=7)
+        ax.set_xticks(list(range(len(indices))), [event_names[x] for x in indices], rotation=35, ha="right", fontsize=7)
         ax.set_yscale("log")
+        ax.set_ylim(floor / 2, max(tallest, TARGETS["edit_ttft_ms_median"]) * 60)  # room for the legend
         ax.set_ylabel("debounce → first token (ms, log)")
         ax.set_title("Editing session, per event (* first in a file; cache hits drawn at 1 ms)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
         save(fig, "edit_session.png")
     return written
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.remote_servers import require_llama_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,10 +25,13 @@ def _latest_stamp() -> int | None:
 def test_quick_benchmark_writes_json_markdown_and_plots(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     latest_before = _latest_stamp()
+    # The built llama-server (conftest sandboxes the cache folder): the remote run needs it.
+    # The llama.vscode peer adds nothing the remote run does not exercise: skipped for time.
+    tools = require_llama_server().parents[2]
     done = subprocess.run(
         [sys.executable, "main.py", "bench", "--quick", "--model", str(tiny_model), "--out", str(out),
-         "--n-gpu-layers", "auto"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+         "--n-gpu-layers", "auto", "--no-peer"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "STARPAD_TOOLS_CACHE": str(tools)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = list(out.glob("bench-*-quick.json"))
@@ -52,6 +58,8 @@ def test_quick_benchmark_writes_json_markdown_and_plots(tiny_model: Path, tmp_pa
     _check_edit_session(results, summary)
     assert "| Generation speed vs" in (out / "summary.md").read_text()
     assert "## Editing session" in (out / "summary.md").read_text()
+    assert "### Multi-file run" in (out / "summary.md").read_text()
+    assert "### Remote run" in (out / "summary.md").read_text()
     for png in ("overhead.png", "retype.png", "ui_stalls.png", "memory.png", "edit_session.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     # A quick run never touches the committed results.
@@ -85,6 +93,101 @@ def _check_edit_session(results: dict[str, Any], summary: dict[str, Any]) -> Non
                 "worst_approx_top1_pct", "worst_control_top1_pct"):
         assert 0.0 <= es[key] <= 100.0, key
     assert es["worst_event_type"] in kinds
+    assert es["variants"] == ["local", "repo", "remote"]
+    _check_repo_context(es["repo_context"])
+    _check_remote(es["remote"])
+    for name in ("repo_context", "remote"):
+        assert summary["edit_session"][name]["ttft_ms_median"] > 0, name
+
+
+def _rows_by_kind(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The first row of each event kind; the quick run plays a variant through these five."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in run["rows"]:
+        rows.setdefault(row["kind"], row)
+    assert set(rows) == {"open", "type", "click", "switch (first visit)", "switch back"}
+    return rows
+
+
+def _check_repo_context(run: dict[str, Any]) -> None:
+    """The multi-file run: decoder.py's block holds the module it imports, encoder.py's the
+    other open tab, and a keystroke keeps the block (it stays in the KV cache)."""
+    assert "error" not in run, run.get("error")
+    for row in run["rows"]:
+        if row["served"] == "engine":
+            assert row["prompt_tokens"] == row["reused_exact"] + row["reused_shifted"] + row["evaluated"]
+    rows = _rows_by_kind(run)
+    opened, typed, switched = rows["open"], rows["type"], rows["switch (first visit)"]
+    assert "Lib/json/scanner.py" in opened["context_files"]  # `from json import scanner`
+    assert 0 < opened["context_tokens"] < opened["prompt_tokens"]
+    assert typed["context_files"] == opened["context_files"] and typed["context_tokens"] == opened["context_tokens"]
+    assert typed["evaluated"] <= 16 and typed["reused_exact"] >= typed["prompt_tokens"] - 16
+    assert "Lib/json/decoder.py" in switched["context_files"]  # the other open tab
+    assert switched["context_tokens"] > opened["context_tokens"]
+    assert run["ttft_ms_median"] > 0 and run["first_open_ttft_ms"] > 0
+
+
+def _check_remote(run: dict[str, Any]) -> None:
+    """The remote run: Starpad's session on llama-server; after a keystroke the server
+    says it reused its cache, and only the new tokens were evaluated."""
+    assert "error" not in run, run.get("error")
+    assert "-np 1" in run["server_command"]
+    engine_rows = [row for row in run["rows"] if row["served"] == "engine"]
+    assert engine_rows
+    for row in engine_rows:
+        assert row["ttft_ms"] > 0
+        assert row["prompt_tokens"] == row["reused_exact"] + row["evaluated"]  # the server's cache_n + prompt_n
+        assert row["reused_shifted"] == 0 and row["restored"] == 0 and row["context_tokens"] == 0
+    typed = _rows_by_kind(run)["type"]
+    assert typed["served"] == "engine" and typed["prompt_tokens"] > 2500
+    assert 1 <= typed["evaluated"] <= 16 and typed["reused_exact"] >= typed["prompt_tokens"] - 16
+
+
+def _edit_run(measured: list[str], **values: Any) -> dict[str, Any]:
+    rows = [{"index": 0, "kind": "open", "file": "json/decoder.py", "line": 1, "first_in_file": True,
+             "served": "engine", "ttft_ms": 10.0}]
+    return {"debounce_ms": 250, "keystroke_ms": 150.0, "max_tokens": 8, "measured": measured, "rows": rows,
+            **values}
+
+
+def test_re_measuring_one_variant_keeps_the_others_numbers() -> None:
+    from bench.edit_session import merged
+
+    old = _edit_run(["local", "repo", "remote", "peer", "quality"], ttft_ms_median=100.0,
+                    peer_ttft_ms_median=400.0, peer_rows=[{"index": 0}], repo_context={"ttft_ms_median": 200.0},
+                    remote={"ttft_ms_median": 300.0}, quality={"model": "m"}, approx_top1_pct=90.0)
+    new = _edit_run(["repo"], repo_context={"ttft_ms_median": 150.0}, peer_ttft_ms_median=None,
+                    peer_error="skipped in this run (--no-peer)", quality={"skipped": "skipped"},
+                    approx_top1_pct=None)
+    del new["rows"]  # the local run did not run
+    result = merged(old, new)
+    assert result["repo_context"] == {"ttft_ms_median": 150.0}
+    assert result["remote"] == {"ttft_ms_median": 300.0}
+    assert result["ttft_ms_median"] == 100.0 and result["rows"] == old["rows"]
+    assert result["peer_ttft_ms_median"] == 400.0 and "peer_error" not in result
+    assert result["quality"] == {"model": "m"} and result["approx_top1_pct"] == 90.0
+    assert result["ratio_median"] == pytest.approx(0.25)
+    assert result["measured"] == ["local", "repo", "remote", "peer", "quality"]
+    # A run that failed as a whole, or a first run, replaces nothing but itself.
+    assert merged(None, new) is new and merged({"error": "x"}, new) is new
+
+
+def test_variants_are_parsed_and_a_wrong_one_is_named() -> None:
+    from bench.edit_session import Variant, parse_variants
+
+    assert parse_variants("repo, remote,repo") == (Variant.REPO, Variant.REMOTE)
+    with pytest.raises(ValueError, match="'cloud'.*local, repo, remote"):
+        parse_variants("local,cloud")
+    with pytest.raises(ValueError, match="no variant"):
+        parse_variants(" , ")
+
+
+def test_bench_refuses_an_unknown_variant_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "main.py", "bench", "--quick", "--only", "edit_session",
+                           "--variants", "local,cloud", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown variant 'cloud'" in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("bench-*.json"))
 
 
 def test_bench_without_a_model_explains_what_to_pass(tmp_path: Path) -> None:
