@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from app.core.evaluation.runner import (
     read_samples,
     subset_of,
 )
+from app.core.evaluation.sandbox import Execution, Sandbox
 from app.core.evaluation.scoring import exact_match, wilson_interval
 from app.core.evaluation.store import RunStore, SampleRecord, evaluations_dir
 from app.core.model_info import FimTokenIds
@@ -120,6 +123,27 @@ def test_a_wrong_completion_fails_with_the_exception_as_reason() -> None:
 SMALL: dict[str, Any] = {"max_tokens": 8, "n_ctx": 1024, "threads": 2}
 
 
+class _HeldAfterTwo(Sandbox):
+    """The real sandbox, but programs after the second wait until the user has cancelled:
+    with the tiny model all four completions are generated at once, and on a fast machine
+    all four programs could finish before the cancel is seen, leaving nothing to cancel."""
+
+    def __init__(self, cancel: CancelToken) -> None:
+        super().__init__()
+        self._cancel = cancel
+        self._runs = 0
+        self._lock = threading.Lock()
+
+    def run(self, program: str) -> Execution:
+        with self._lock:
+            self._runs += 1
+            held = self._runs > 2
+        deadline = time.monotonic() + 30
+        while held and not self._cancel.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return super().run(program)
+
+
 def test_tiny_model_runs_the_whole_pipeline_and_resumes_a_killed_run(tiny_model: Path, tmp_path: Path) -> None:
     settings = EvalSettings(subset=Subset.RANDOM_SPAN_LIGHT, selection=Selection(limit=4), **SMALL)
     out = tmp_path / "run"
@@ -131,7 +155,8 @@ def test_tiny_model_runs_the_whole_pipeline_and_resumes_a_killed_run(tiny_model:
         if progress.done >= 2:
             cancel.cancel()
 
-    first = evaluate_models([tiny_model], settings, out=out, on_progress=stop_after_two, cancel=cancel)
+    first = evaluate_models([tiny_model], settings, out=out, on_progress=stop_after_two, cancel=cancel,
+                            sandbox=_HeldAfterTwo(cancel))
     assert first.cancelled and not first.scores[0].complete
     lines = (out / "results.jsonl").read_text().splitlines()
     assert 2 <= len(lines) < 4
