@@ -31,7 +31,11 @@ if [[ ! -f "$src/CMakeLists.txt" ]]; then
 fi
 
 echo "building llama-bench and llama-server from $src (once per machine)" >&2
-cmake -S "$src" -B "$cache/build" -G Ninja \
+# Ninja when it is there (packaging/dev.sh installs it), make otherwise; an existing build folder keeps its own.
+generator=(-G "Unix Makefiles")
+command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+[[ -f "$cache/build/CMakeCache.txt" ]] && generator=()
+cmake -S "$src" -B "$cache/build" "${generator[@]}" \
     -DCMAKE_BUILD_TYPE=Release \
     -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON \
