@@ -90,6 +90,7 @@ from app.core.session import (
     SessionJob,
     SessionSettings,
 )
+from app.core.session.completion import DEFAULT_IDLE_PREFILL_MS
 from bench.retype import LlamaServer, _free_port
 from bench import offload
 
@@ -97,7 +98,7 @@ log = logging.getLogger("starpad.bench.edit_session")
 
 KEYSTROKE_S = 0.150
 DEBOUNCE_MS = 250
-IDLE_PREFILL_MS = 1000
+IDLE_PREFILL_MS = DEFAULT_IDLE_PREFILL_MS
 #: llama.vscode's defaults (src/configuration.ts).
 VSCODE_N_PREFIX = 256
 VSCODE_N_SUFFIX = 64
@@ -341,6 +342,9 @@ class SessionTrace:
     """What the Starpad run asked at each event: the quality part replays these states."""
 
     states: list[tuple[str, str, int, str]] = field(default_factory=list)  # doc, text, caret, kind
+    #: Per state, the tokens of the narrowed prompt (a window around the caret) that
+    #: answered first, or None when the whole prompt did.
+    windows: list[int | None] = field(default_factory=list)
 
 
 class Peer(Protocol):
@@ -409,6 +413,8 @@ def play(peer: Peer, events: Sequence[ScriptEvent], trace: SessionTrace | None =
         if trace is not None:
             trace.states.append((editor.current, buf.text, buf.caret, event.kind.value))
         peer.measure(row, buf)
+        if trace is not None:
+            trace.windows.append(row.prompt_tokens if row.narrowed else None)
         log.info("%s #%d %s: %s ttft %s ms, evaluated %d of %d", peer.name, index, row.kind, row.served,
                  None if row.ttft_ms is None else round(row.ttft_ms), row.evaluated, row.prompt_tokens)
         rows.append(row)
@@ -984,6 +990,11 @@ class QualityRow:
     cold_top1_pct: float
     approx_identical: bool
     control_identical: bool
+    #: The first answer's narrowed window (tokens), and its teacher-forced top-1 agreement
+    #: with the whole prompt's completion: the price of answering before the context is
+    #: read. None: answered from the whole prompt.
+    window_tokens: int | None = None
+    window_top1_pct: float | None = None
 
 
 def _top1(scores: Sequence[Any], n: int) -> float:
@@ -1002,7 +1013,8 @@ def quality(model: Path, trace: SessionTrace, threads: int, n_ctx: int, n_tokens
         sampling = SamplingParams(logit_bias=ban)
         rows: list[QualityRow] = []
         states = trace.states[:max_events] if max_events else trace.states
-        for doc, text, caret, kind in states:
+        windows = [*trace.windows, *([None] * len(states))]
+        for index, (doc, text, caret, kind) in enumerate(states):
             request = CompletionRequest(prefix=marked_prompt(text, caret), max_tokens=n_tokens, sampling=sampling,
                                         document=doc)
             tokens = list(fast.build_prompt(request).tokens)
@@ -1021,10 +1033,17 @@ def quality(model: Path, trace: SessionTrace, threads: int, n_ctx: int, n_tokens
             cold.score(tokens[:split], [tokens[split]])
             control_scores = cold.score(tokens, targets)
             control = cold.complete(CompletionRequest(request.prefix, max_tokens=n_tokens, sampling=sampling))
+            # The narrowed first answer: as many tokens right before the caret as the
+            # Starpad run's window held (this model reads no suffix), scored cold.
+            window = windows[index]
+            window_top1: float | None = None
+            if window is not None and window < len(tokens):
+                cold.reset_cache()
+                window_top1 = _top1(cold.score(tokens[-window:], targets), n_tokens)
             rows.append(QualityRow(
                 kind, len(tokens), approx.stats.evaluated, approx.stats.reused_shifted, approx.stats.restored,
                 _top1(approx_scores, n_tokens), _top1(control_scores, n_tokens), _top1(cold_scores, n_tokens),
-                approx.tokens == reference.tokens, control.tokens == reference.tokens,
+                approx.tokens == reference.tokens, control.tokens == reference.tokens, window, window_top1,
             ))
             log.info("quality %s: approx %.1f %% control %.1f %% (shifted %d)", kind, rows[-1].approx_top1_pct,
                      rows[-1].control_top1_pct, approx.stats.reused_shifted)
@@ -1048,6 +1067,7 @@ def summarize_quality(rows: Sequence[QualityRow], model: Path, n_tokens: int) ->
         }
     worst = min(by_kind, key=lambda k: by_kind[k]["approx_top1_pct"]) if by_kind else None
     n = max(1, len(rows))
+    windowed = [r for r in rows if r.window_top1_pct is not None]
     return {
         "model": model.name,
         "n_tokens": n_tokens,
@@ -1061,11 +1081,15 @@ def summarize_quality(rows: Sequence[QualityRow], model: Path, n_tokens: int) ->
         "worst_event_type": worst,
         "worst_approx_top1_pct": by_kind[worst]["approx_top1_pct"] if worst else None,
         "worst_control_top1_pct": by_kind[worst]["control_top1_pct"] if worst else None,
+        "window_events": len(windowed),
+        "window_tokens_median": statistics.median(r.window_tokens or 0 for r in windowed) if windowed else None,
+        "window_top1_pct": statistics.fmean(r.window_top1_pct or 0.0 for r in windowed) if windowed else None,
     }
 
 
 QUALITY_KEYS = ("approx_top1_pct", "control_top1_pct", "approx_identical_pct", "control_identical_pct",
-                "worst_event_type", "worst_approx_top1_pct", "worst_control_top1_pct")
+                "worst_event_type", "worst_approx_top1_pct", "worst_control_top1_pct", "window_top1_pct",
+                "window_tokens_median")
 
 
 # ================================================================== variants

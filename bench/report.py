@@ -307,6 +307,12 @@ def _quality_lines(es: dict[str, Any]) -> list[str]:
         lines.append(f"\nWorst event type: {quality['worst_event_type']} (fast "
                      f"{_fmt(quality['worst_approx_top1_pct'], '.1f')} % vs control "
                      f"{_fmt(quality['worst_control_top1_pct'], '.1f')} %).")
+        if quality.get("window_events"):
+            lines.append(
+                f"\nThe price of the narrowed first answer: over the {quality['window_events']} events answered "
+                f"from a window (median {_fmt(quality['window_tokens_median'], '.0f')} tokens before the caret), "
+                f"top-1 agreement with the whole prompt's completion is {_fmt(quality['window_top1_pct'], '.1f')} % "
+                "(the window grows to the whole prompt in idle time; later answers use it).")
     return lines
 
 

@@ -43,6 +43,7 @@ from app.core.errors import CancelledError, ModelLoadError, NoModelError
 from app.core.fim import FimPrompt, Layout, PromptBudget, PromptBuilder, RepoFile
 from app.core.limits import MAX_N_CTX, MAX_THREADS, MIN_N_CTX
 from app.core.model_info import FimTokenIds, ModelInfo, model_info
+from app.core.prompt_window import FULL_PROMPT, PromptWindow, grow, window_parts
 from app.core.reuse_plan import ReuseMode, ReusePlan, ShiftPolicy, plan_reuse
 from app.core.textstream import Utf8Stream, repeats_suffix_at
 
@@ -55,13 +56,33 @@ __all__ = [
 log = logging.getLogger("starpad.engine")
 
 DEFAULT_N_CTX = 16384
-#: Prompt speed before any is measured: parameter-tokens per second per thread (a 2-core
-#: EPYC reads the 3.03 G-parameter 3B shape at ~30 tokens/s with 2 threads).
-PARAM_TOKENS_PER_S_PER_THREAD = 4.5e10
+#: Prompt speed before any is measured: parameter-tokens per second per thread. A 2-core
+#: EPYC reads the 3.03 G-parameter 3B shape at ~20-30 tokens/s in 512-token batches but
+#: ~14-16 in the short evaluations of an editing session (fixed costs per decode), which
+#: is what a first latency budget is spent on.
+PARAM_TOKENS_PER_S_PER_THREAD = 2.4e10
 #: Evaluations shorter than this say little about prompt speed (fixed costs dominate).
 MIN_TOKENS_FOR_SPEED = 32
 #: A narrowed prompt keeps at least this many tokens: a few lines around the caret.
-MIN_NARROW_PROMPT_TOKENS = 128
+MIN_NARROW_PROMPT_TOKENS = 32
+#: An idle-time growth step adds about this much prompt time of context (at the measured
+#: prompt speed): short enough that a user pausing for a second or two completes some
+#: steps — a keystroke cancels only the step under way, never the ones before it.
+GROW_STEP_SECONDS = 1.5
+#: …and never fewer tokens than this (each step costs a few decodes of overhead).
+MIN_GROW_STEP_TOKENS = 32
+#: Characters per token when sizing a growth step before it is tokenized (source code
+#: in StarCoder2's vocabulary runs at ~3-4).
+CHARS_PER_TOKEN = 3.5
+#: A remembered window is kept only while it holds at least this share of the tokens a
+#: new window would (an edit can leave the caret inside a window of two lines).
+STICKY_MIN_SHARE = 0.75
+#: Idle prefill decodes in batches this small: a keystroke aborts the batch under way and
+#: loses it (llama.cpp keeps only finished batches), so small batches keep nearly all the
+#: idle work for the request that interrupted it, at a few percent of prompt speed.
+PREFILL_BATCH_TOKENS = 8
+#: Documents whose prompt window is remembered (most recent kept).
+MAX_WINDOWS = 64
 #: Default memory for per-document KV snapshots: ~17K tokens of a 3B model in f16
 #: (30 KiB per token), i.e. four or five files of a few thousand tokens.
 DEFAULT_SNAPSHOT_BUDGET = 512 * 1024 * 1024
@@ -191,6 +212,11 @@ class CompletionRequest:
     #: completion in a file just opened — the prompt is narrowed around the caret to what
     #: fits; the rest of the context joins later, in idle-time prefills. None: whole prompt.
     latency_budget_ms: float | None = None
+    #: For ``prefill`` with a latency budget: after the window at the caret, grow it
+    #: towards the whole prompt. False: the window only (the session grows it after a
+    #: longer idle, since a growth step moves the cache and a cancelled one costs the
+    #: next request a shift).
+    prefill_widens: bool = True
 
 
 @dataclass(frozen=True)
@@ -241,6 +267,8 @@ class PrefillResult:
     prompt: FimPrompt
     stats: CompletionStats
     cancelled: bool
+    #: The prompt evaluated is a window of the document: more context can join later.
+    narrowed: bool = False
 
 
 @dataclass(frozen=True)
@@ -304,9 +332,14 @@ class Engine:
         self._document: str | None = None
         self._dirty = False
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        #: Per document, the part of it the last narrowed prompt covered: reused while the
+        #: caret stays inside, so the prompt's edges do not move (``app.core.prompt_window``).
+        self._windows: OrderedDict[str | None, PromptWindow] = OrderedDict()
         #: Prompt tokens/s measured on this model (None until a large enough evaluation).
         self._measured_prompt_tps: float | None = None
         self._abort_flag: CancelToken | None = None
+        #: Tokens llama.cpp evaluated since loading (what idle work really did, cancels included).
+        self._decoded_tokens = 0
         # ggml calls the abort callback after *every graph node* (~900 per token for 3B),
         # each call a trip into Python for the GIL: ~4 % of generation speed, measured by
         # `main.py bench`. It is installed only while a prompt is evaluated, where one batch
@@ -465,6 +498,7 @@ class Engine:
         self._document = None
         self._dirty = False
         self._snapshots.clear()
+        self._windows.clear()
 
     # -------------------------------------------------------------- tokens
     def _require(self) -> tuple[_internals.LlamaModel, _internals.LlamaContext, _internals.LlamaBatch]:
@@ -678,6 +712,7 @@ class Engine:
         mode: ReuseMode | None = None,
         document: str | None = None,
         need_logits: bool = True,
+        batch: int | None = None,
     ) -> _Reuse:
         """Make sequence 0 of the KV cache hold exactly ``tokens`` (with logits for the
         last one when ``need_logits``), reusing what ``mode`` allows.
@@ -710,7 +745,7 @@ class Engine:
         except BaseException:
             self._close_gaps(ctx, tokens, plan)
             raise
-        self._append_decoded(ctx, tokens[len(self._kv_tokens) :], cancel)
+        self._append_decoded(ctx, tokens[len(self._kv_tokens) :], cancel, batch)
         return _Reuse(plan.prefix, plan.shifted, restored, plan.evaluated, plan.fresh_spans)
 
     def _close_gaps(self, ctx: _internals.LlamaContext, tokens: Sequence[int], plan: ReusePlan) -> None:
@@ -790,16 +825,18 @@ class Engine:
             self._exact_len += len(tokens)
         self._kv_tokens.extend(tokens)
 
-    def _chunks(self, start: int, end: int) -> list[tuple[int, int]]:
-        """Batches for ``[start, end)``. After a move, the first decode is one token long
-        and not abortable (see ``_shift_pending``), so a cancel still stops within a token."""
+    def _chunks(self, start: int, end: int, batch: int | None = None) -> list[tuple[int, int]]:
+        """Batches for ``[start, end)``, of ``batch`` tokens at most (default: the
+        context's). After a move, the first decode is one token long and not abortable
+        (see ``_shift_pending``), so a cancel still stops within a token."""
+        size = self._n_batch if batch is None else max(1, min(batch, self._n_batch))
         spans: list[tuple[int, int]] = []
         position = start
         if self._shift_pending and end > start:
             spans.append((start, start + 1))
             position += 1
         while position < end:
-            spans.append((position, min(end, position + self._n_batch)))
+            spans.append((position, min(end, position + size)))
             position = spans[-1][1]
         return spans
 
@@ -842,6 +879,7 @@ class Engine:
         if rc == 0:
             self._shift_pending = False
             self._dirty = True
+            self._decoded_tokens += n
         return rc
 
     def _fill_gap(
@@ -870,10 +908,13 @@ class Engine:
         llama_cpp.llama_memory_seq_cp(mem, _SCRATCH_SEQ, _MAIN_SEQ, start, end)
         llama_cpp.llama_memory_seq_rm(mem, _SCRATCH_SEQ, -1, -1)
 
-    def _append_decoded(self, ctx: _internals.LlamaContext, tokens: Sequence[int], cancel: CancelToken | None) -> None:
+    def _append_decoded(
+        self, ctx: _internals.LlamaContext, tokens: Sequence[int], cancel: CancelToken | None,
+        batch: int | None = None,
+    ) -> None:
         """Evaluate ``tokens`` at the end of sequence 0, in batches."""
         base = len(self._kv_tokens)
-        for chunk_start, chunk_end in self._chunks(0, len(tokens)):
+        for chunk_start, chunk_end in self._chunks(0, len(tokens), batch):
             if cancel is not None and cancel.cancelled:
                 raise _Cancelled
             chunk = tokens[chunk_start:chunk_end]
@@ -977,7 +1018,7 @@ class Engine:
         started = time.perf_counter()
         full = self.build_prompt(request)
         prompt = self._fit_latency_budget(request, full)
-        narrowed = prompt is not full
+        narrowed = prompt is not full and prompt.tokens != full.tokens
         tokens = prompt.tokens
         if not tokens:  # empty document in prefix-only mode: nothing to condition on
             model, _, _ = self._require()
@@ -1056,28 +1097,85 @@ class Engine:
                 stats.prompt_tps if previous is None else 0.5 * previous + 0.5 * stats.prompt_tps
             )
 
-    def _fit_latency_budget(self, request: CompletionRequest, prompt: FimPrompt) -> FimPrompt:
-        """``prompt``, or a narrower one around the caret when ``prompt`` would not reach its
-        first token within ``request.latency_budget_ms`` (see ``CompletionRequest``)."""
+    def _fit_latency_budget(self, request: CompletionRequest, full: FimPrompt) -> FimPrompt:
+        """``full``, or a window of the document around the caret when ``full`` would not
+        reach its first token within ``request.latency_budget_ms`` (see
+        ``CompletionRequest``).
+
+        The window the document had last time is kept while the caret is inside it and it
+        is within budget (or cheaper than a new one): its edges then stay where they are,
+        and the cache keeps everything but the edit (``app.core.prompt_window``). Otherwise
+        a new window is cut around the caret, as large as the budget affords.
+        """
         if request.latency_budget_ms is None or self._builder is None:
-            return prompt
+            self._remember_window(request.document, FULL_PROMPT)
+            return full
         affordable = int(self.prompt_speed * request.latency_budget_ms / 1000)
-        if self._estimate_evaluated(request.document, prompt.tokens) <= affordable:
-            return prompt
-        prompt_tokens = max(MIN_NARROW_PROMPT_TOKENS, affordable)
-        budget = PromptBudget(n_ctx=prompt_tokens + request.max_tokens, max_new_tokens=request.max_tokens)
+        if self._estimate_evaluated(request.document, full.tokens) <= affordable:
+            self._remember_window(request.document, FULL_PROMPT)
+            return full
+        sticky: tuple[FimPrompt, PromptWindow, int] | None = None  # prompt, window, cost
+        window = self._windows.get(request.document)
+        if window is not None:
+            built = self._window_prompt(request, window)
+            if built is not None:
+                sticky = (*built, self._estimate_evaluated(request.document, built[0].tokens))
+        fresh = self._window_prompt(request, PromptWindow(0, 0), max(MIN_NARROW_PROMPT_TOKENS, affordable))
+        if fresh is None:
+            return full  # not even the frame fits: the whole prompt it is
+        prompt, window = fresh
+        # The old window, unless it shrank to a sliver (an undo took its lines away): it
+        # costs what the budget allows, or at least no more than a new one.
+        if sticky is not None and len(sticky[0].tokens) >= STICKY_MIN_SHARE * len(prompt.tokens) and (
+            sticky[2] <= affordable or sticky[2] <= self._estimate_evaluated(request.document, prompt.tokens)
+        ):
+            prompt, window = sticky[0], sticky[1]
+        if prompt.tokens == full.tokens:
+            self._remember_window(request.document, FULL_PROMPT)
+            return full
+        self._remember_window(request.document, window)
+        log.info(
+            "latency budget %.0f ms at %.0f tok/s (%d tokens): prompt narrowed from %d to %d tokens, %s window"
+            " (kept window: %s)",
+            request.latency_budget_ms, self.prompt_speed, affordable, len(full.tokens), len(prompt.tokens),
+            "the kept" if sticky is not None and prompt is sticky[0] else "a new",
+            "none" if sticky is None else f"{len(sticky[0].tokens)} tokens, {sticky[2]} to evaluate",
+        )
+        return prompt
+
+    def _window_prompt(
+        self, request: CompletionRequest, window: PromptWindow, max_tokens: int | None = None
+    ) -> tuple[FimPrompt, PromptWindow] | None:
+        """The prompt for the part of the document ``window`` covers, and the window it
+        really covers (``max_tokens`` may cut it further around the caret); None when the
+        caret has left ``window`` or the frame alone does not fit.
+
+        A window leaves the repository context out: it is the small prompt that must be
+        fast; the repository block joins with the whole prompt, in idle time."""
+        assert self._builder is not None
+        parts = window_parts(request.prefix, request.suffix, window)
+        if parts is None:
+            return None
+        prefix, suffix = parts
+        n_ctx = self.n_ctx if max_tokens is None else min(self.n_ctx, max_tokens + request.max_tokens)
         try:
-            narrow = self._builder.build(
-                request.prefix, request.suffix, budget, request.layout,
-                path=request.path, repo_name=request.repo_name, repo_files=request.repo_files,
+            prompt = self._builder.build(
+                prefix, suffix, PromptBudget(n_ctx=n_ctx, max_new_tokens=request.max_tokens), request.layout,
             )
         except ValueError:
-            return prompt  # not even the frame fits: the whole prompt it is
-        log.info(
-            "latency budget %.0f ms at %.0f tok/s: prompt narrowed from %d to %d tokens",
-            request.latency_budget_ms, self.prompt_speed, len(prompt.tokens), len(narrow.tokens),
-        )
-        return narrow
+            return None
+        tail = 0 if prompt.layout is Layout.PREFIX_ONLY else window.tail_cut + prompt.suffix_chars_dropped
+        return prompt, PromptWindow(window.head_cut + prompt.prefix_chars_dropped, tail)
+
+    def _remember_window(self, document: str | None, window: PromptWindow) -> None:
+        self._windows[document] = window
+        self._windows.move_to_end(document)
+        while len(self._windows) > MAX_WINDOWS:
+            self._windows.popitem(last=False)
+
+    def window_of(self, document: str | None) -> PromptWindow | None:
+        """The part of ``document`` its last prompt covered (None: none yet)."""
+        return self._windows.get(document)
 
     def _estimate_evaluated(self, document: str | None, tokens: Sequence[int]) -> int:
         """How many of ``tokens`` a request would evaluate (a dry run of the reuse plan:
@@ -1097,21 +1195,63 @@ class Engine:
         prompt token is left out: ``complete`` evaluates it anyway for fresh logits. A
         cancel (a user request arriving) stops it inside the running batch, and what was
         evaluated until then stays in the cache for that request to reuse.
+
+        With a ``latency_budget_ms`` the prompt the next request would use comes first
+        (the window at the caret), then the window grows towards the whole prompt in
+        steps of ~``GROW_STEP_SECONDS``: a cancel loses only the step under way. In
+        ``ReuseMode.EXACT`` growth cannot keep what follows an inserted line, so the whole
+        prompt follows in one step.
         """
         started = time.perf_counter()
-        prompt = self.build_prompt(request)
+        full = self.build_prompt(request)
+        prompt = self._fit_latency_budget(request, full)
+        decoded_before = self._decoded_tokens
+        window = self._windows.get(request.document)
+        while True:
+            step_before = self._decoded_tokens
+            done = self._prefill_prompt(prompt, request.document, cancel, started)
+            log.info("prefill of %d tokens: %d evaluated%s", len(prompt.tokens), self._decoded_tokens - step_before,
+                     ", cancelled" if done.cancelled else "")
+            # Every token decoded counts, a cancelled step's kept batches included.
+            stats = dataclasses.replace(done.stats, evaluated=self._decoded_tokens - decoded_before)
+            if done.cancelled or prompt is full or not request.prefill_widens:
+                if done.cancelled and window is not None:
+                    self._remember_window(request.document, window)  # what the cache still holds
+                return PrefillResult(prompt, stats, done.cancelled, narrowed=prompt.tokens != full.tokens)
+            window = self._windows.get(request.document)
+            prompt = self._next_growth_step(request, full)
+
+    def _prefill_prompt(
+        self, prompt: FimPrompt, document: str | None, cancel: CancelToken | None, started: float
+    ) -> PrefillResult:
         tokens = prompt.tokens
         if len(tokens) < 2:
-            stats = self._stats(len(tokens), None, 0, started, started, None, None)
-            return PrefillResult(prompt, stats, cancelled=False)
+            return PrefillResult(prompt, self._stats(len(tokens), None, 0, started, started, None, None), False)
         try:
-            reuse = self._evaluate(tokens[:-1], cancel, document=request.document, need_logits=False)
+            reuse = self._evaluate(tokens[:-1], cancel, document=document, need_logits=False,
+                                   batch=PREFILL_BATCH_TOKENS)
         except _Cancelled:
             stats = self._stats(len(tokens) - 1, None, 0, started, time.perf_counter(), None, None)
             return PrefillResult(prompt, stats, cancelled=True)
         stats = self._stats(len(tokens) - 1, reuse, 0, started, time.perf_counter(), None, None)
         self._note_prompt_speed(stats)
         return PrefillResult(prompt, stats, cancelled=False)
+
+    def _next_growth_step(self, request: CompletionRequest, full: FimPrompt) -> FimPrompt:
+        """The document's window widened by one step, or ``full`` once the window would
+        cover as much as the whole prompt (the window is remembered either way)."""
+        window = self._windows.get(request.document)
+        if window is None or window.full or self._reuse_mode is ReuseMode.EXACT:
+            self._remember_window(request.document, FULL_PROMPT)
+            return full
+        step_tokens = max(MIN_GROW_STEP_TOKENS, int(self.prompt_speed * GROW_STEP_SECONDS))
+        wider = grow(request.prefix, request.suffix, window, int(step_tokens * CHARS_PER_TOKEN))
+        built = self._window_prompt(request, wider) if not wider.whole_file else None
+        if built is None or built[1] != wider or len(built[0].tokens) >= len(full.tokens):
+            self._remember_window(request.document, FULL_PROMPT)
+            return full  # the window reached the context's limits or the whole file
+        self._remember_window(request.document, wider)
+        return built[0]
 
     @staticmethod
     def _apply_text_stops(text: str, piece: str, request: CompletionRequest) -> tuple[str, str, str | None]:

@@ -240,12 +240,27 @@ class PromptBuilder:
             else:
                 lo = mid + 1
         if best is None:
-            # Even the last block is too long (huge lines): fall back to single lines, then characters.
+            # Even the last block is too long (huge lines): single lines, then characters.
+            line_fit: tuple[list[int], int] | None = None
             for start in starts[starts.index(block_starts[-1]) :]:
                 candidate = self._tokenize(prefix[start:])
                 if len(candidate) <= cap:
-                    return candidate, start
-            return tokens[len(tokens) - cap :] if cap > 0 else [], len(prefix)
+                    line_fit = candidate, start
+                    break
+            if line_fit is not None and (2 * len(line_fit[0]) >= cap or line_fit[1] == 0):
+                return line_fit
+            # Whole lines would leave most of the room empty (the line before is longer
+            # than the cap): cut inside that line, between characters, so that what is
+            # dropped is still known exactly.
+            hi = line_fit[1] if line_fit is not None else len(prefix)
+            lo = prefix.rfind("\n", 0, hi - 1) + 1 if line_fit is not None else starts[-1]
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if len(self._tokenize(prefix[mid:])) <= cap:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            return (self._tokenize(prefix[lo:]) if lo < len(prefix) else []), lo
         return best[0], best[1]
 
     def _fit_suffix(self, suffix: str, tokens: list[int], cap: int) -> tuple[list[int], int]:

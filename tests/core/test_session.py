@@ -409,7 +409,7 @@ def test_with_the_real_engine_typed_ahead_text_needs_no_engine(engine: Engine, c
     kv_before = engine.kv_tokens
     for _ in range(2):
         type_at_caret(session, "q")
-        advance(session, clock, DEBOUNCE * 2)
+        advance(session, clock, DEBOUNCE + 0.1)  # past the debounce, before idle prefill
     assert view.ghosts["doc"] == Ghost(CARET + 3, ghost.text[2:])
     assert runner.run_all() == [] and len(runner.submitted) == 1  # the engine was not asked at all
     assert engine.kv_tokens == kv_before
@@ -446,13 +446,40 @@ def test_user_requests_carry_the_first_token_budget_and_a_narrowed_one_is_follow
 ) -> None:
     assert session.request_now() is RequestOutcome.SENT
     (job,) = runner.of(RequestKind.USER)
-    assert job.request.latency_budget_ms == session.settings.first_token_budget_ms == 4000.0
+    assert job.request.latency_budget_ms == session.settings.first_token_budget_ms == 2500.0
     session.on_started(job.request_id)
     session.on_finished(job.request_id, dataclasses.replace(result("x"), narrowed=True))
     advance(session, clock, IDLE)
-    (prefill,) = runner.of(RequestKind.PREFILL)  # the whole context joins in idle time
-    assert prefill.request.latency_budget_ms is None
-    assert prefill.request.prefix == TEXT[:CARET]
+    (prefill,) = runner.of(RequestKind.PREFILL)  # the whole context joins in idle time, window first
+    assert prefill.request.latency_budget_ms == 2500.0
+    assert not prefill.request.prefill_widens
+    # As if the ghost shown were accepted: its tokens stay in the cache for Tab.
+    assert prefill.request.prefix == TEXT[:CARET] + "x"
+    assert prefill.request.suffix == TEXT[CARET:]
+
+
+def test_a_prefilled_window_grows_only_after_a_longer_pause_and_any_action_postpones_it(
+    session, runner, clock
+) -> None:
+    advance(session, clock, IDLE)
+    (window,) = runner.of(RequestKind.PREFILL)
+    session.on_prefilled(window.request_id, PrefillResult(PROMPT, stats(), cancelled=False, narrowed=True))
+    widen_s = session.settings.widen_after_ms / 1000
+    advance(session, clock, widen_s / 2)
+    session.caret_moved(CARET - 1)  # the user moved: the window at the new caret comes first
+    advance(session, clock, widen_s / 2 + 0.01)
+    assert [job.request.prefill_widens for job in runner.of(RequestKind.PREFILL)] == [False]
+    advance(session, clock, IDLE)
+    first, second = runner.of(RequestKind.PREFILL)
+    assert not second.request.prefill_widens and second.request.prefix == TEXT[: CARET - 1]
+    session.on_prefilled(second.request_id, PrefillResult(PROMPT, stats(), cancelled=False, narrowed=True))
+    advance(session, clock, widen_s + 0.01)
+    *_, grow = runner.of(RequestKind.PREFILL)
+    assert grow.request.prefill_widens and grow.request.prefix == TEXT[: CARET - 1]
+    # A prefill that covered the whole prompt needs no growth.
+    session.on_prefilled(grow.request_id, PrefillResult(PROMPT, stats(), cancelled=False, narrowed=False))
+    advance(session, clock, widen_s * 4)
+    assert len(runner.of(RequestKind.PREFILL)) == 3
 
 
 def test_a_whole_prompt_answered_in_time_needs_no_prefill_at_the_same_place(session, runner, clock) -> None:

@@ -61,9 +61,19 @@ from app.core.settings_schema import Settings
 log = logging.getLogger("starpad.session")
 
 DEFAULT_DEBOUNCE_MS = 250
-DEFAULT_IDLE_PREFILL_MS = 1000
-#: The issue's promise for a file just opened: the first token within 5 s.
-DEFAULT_FIRST_TOKEN_BUDGET_MS = 4000.0
+#: Idle time after which the prompt at the caret is prefilled. Longer than the pause
+#: between keystrokes (~150 ms) and the debounce, so typing never starts it; short enough
+#: that a user who clicks and looks for a second has the new place mostly read.
+DEFAULT_IDLE_PREFILL_MS = 400
+#: A growth step moves the cached window (new lines go in front of it and behind it), so
+#: a keystroke that cancels one costs the next request a shift: it waits for a pause
+#: longer than a glance at the ghost.
+DEFAULT_WIDEN_AFTER_MS = 1500
+#: Prompt time a request may spend on what the cache lacks. The promise is a first token
+#: within 1 s as the user edits and within 3 s at worst (5 s in a file just opened); the
+#: worst case is a far jump, where a new window around the caret is evaluated whole, and
+#: first-token overheads (a shift, the sampling) come on top of this.
+DEFAULT_FIRST_TOKEN_BUDGET_MS = 2500.0
 MAX_DOCUMENTS = 16
 #: Idle time rescans the current file for changed imports up to this size (~100 ms for 5 MB).
 MAX_IMPORT_SCAN_CHARS = 2_000_000
@@ -97,6 +107,9 @@ class SessionSettings:
     auto_complete: bool = True
     #: Idle time before the prompt at the caret is prefilled; None: never.
     idle_prefill_ms: int | None = DEFAULT_IDLE_PREFILL_MS
+    #: Further idle time, after a narrowed prompt is prefilled, before its window grows
+    #: towards the whole context.
+    widen_after_ms: int = DEFAULT_WIDEN_AFTER_MS
     #: A user request must show its first token within this time: a prompt that would take
     #: longer to evaluate (a file just opened) is narrowed around the caret, and the whole
     #: context follows in idle time. None: always the whole prompt.
@@ -166,6 +179,7 @@ class NullView:
 class Deadline(enum.Enum):
     DEBOUNCE = "debounce"
     PREFILL = "prefill"
+    WIDEN = "widen"
 
 
 class Deadlines:
@@ -239,6 +253,8 @@ _PromptState = tuple[str, int, int, Hashable]
 class _Prefill:
     request_id: int
     state: _PromptState
+    #: Growing the window towards the whole context (a longer idle), not just the window.
+    widen: bool = False
 
 
 def _locate(path: Path | None) -> RepoLocation | None:
@@ -438,7 +454,7 @@ class CompletionSession:
         if self._current == doc_id:
             self._current = None
             self._deadlines.clear(Deadline.DEBOUNCE)
-            self._deadlines.clear(Deadline.PREFILL)
+            self._clear_idle_deadlines()
         self._remember_region(doc)
         if doc.version > 0 and doc.path is not None:  # edited here: a recently edited file now
             self._edited_closed = [p for p in self._edited_closed if p != doc.path][-15:] + [doc.path]
@@ -531,7 +547,7 @@ class CompletionSession:
         if not settings.auto_complete:
             self._deadlines.clear(Deadline.DEBOUNCE)
         if settings.idle_prefill_ms is None:
-            self._deadlines.clear(Deadline.PREFILL)
+            self._clear_idle_deadlines()
 
     def set_model_ready(self, ready: bool) -> None:
         """A model finished loading (True) or is being replaced (False). A new model
@@ -549,7 +565,7 @@ class CompletionSession:
         if ready:
             self._schedule_prefill()
         else:
-            self._deadlines.clear(Deadline.PREFILL)
+            self._clear_idle_deadlines()
 
     def set_paused(self, paused: bool) -> None:
         """A quant comparison starts or ends: nothing is asked meanwhile."""
@@ -558,7 +574,7 @@ class CompletionSession:
             self._cancel_live()
             self._cancel_prefill()
             self._deadlines.clear(Deadline.DEBOUNCE)
-            self._deadlines.clear(Deadline.PREFILL)
+            self._clear_idle_deadlines()
             doc = self.current
             if doc is not None:
                 self._show(doc, None)
@@ -577,6 +593,8 @@ class CompletionSession:
                 self._submit_user(doc)
         if self._deadlines.take_if_due(Deadline.PREFILL, now):
             self._maybe_prefill()
+        if self._deadlines.take_if_due(Deadline.WIDEN, now):
+            self._maybe_prefill(widen=True)
 
     # ------------------------------------------------------------ results
     def on_started(self, request_id: int) -> None:
@@ -625,6 +643,8 @@ class CompletionSession:
         self._prefill = None
         if not result.cancelled:
             self._evaluated = prefill.state
+            if result.narrowed and not prefill.widen:
+                self._deadlines.set(Deadline.WIDEN, self._clock() + self.settings.widen_after_ms / 1000)
 
     def on_failed(self, request_id: int, message: str) -> None:
         if self._prefill is not None and self._prefill.request_id == request_id:
@@ -693,6 +713,7 @@ class CompletionSession:
 
     def _submit_user(self, doc: DocumentState) -> None:
         self._deadlines.clear(Deadline.DEBOUNCE)
+        self._deadlines.clear(Deadline.WIDEN)
         self._cancel_live()
         self._cancel_prefill()  # a user request supersedes idle work at once
         self._show(doc, None)
@@ -715,19 +736,29 @@ class CompletionSession:
             self._runner.cancel(self._prefill.request_id)
             self._prefill = None
 
+    def _clear_idle_deadlines(self) -> None:
+        self._deadlines.clear(Deadline.PREFILL)
+        self._deadlines.clear(Deadline.WIDEN)
+
     def _schedule_prefill(self) -> None:
+        self._deadlines.clear(Deadline.WIDEN)  # the user acted: the pause starts again
         delay = self.settings.idle_prefill_ms
         if delay is not None and self._model_ready and not self._paused:
             self._deadlines.set(Deadline.PREFILL, self._clock() + delay / 1000)
 
-    def _maybe_prefill(self) -> None:
-        """The user is idle: evaluate the prompt at the caret unless that is done or under way."""
+    def _maybe_prefill(self, widen: bool = False) -> None:
+        """The user is idle: evaluate the prompt at the caret unless that is done or under
+        way. ``widen``: a longer idle after the window at the caret was prefilled — grow it
+        towards the whole context."""
         doc = self.current
         if doc is None or not self._can_complete() or self._deadlines.pending(Deadline.DEBOUNCE):
             return
         self._check_imports(doc)
         state = self._state(doc)
-        if state == self._evaluated or (self._prefill is not None and self._prefill.state == state):
+        if widen:
+            if state != self._evaluated or self._prefill is not None or self._live is not None:
+                return  # something happened since the window was prefilled
+        elif state == self._evaluated or (self._prefill is not None and self._prefill.state == state):
             return
         if self._live is not None:
             if (self._live.document == doc.id
@@ -735,9 +766,19 @@ class CompletionSession:
                 return  # the request in flight is evaluating this place already
             self._cancel_live()  # the user left its place and stayed away
         self._cancel_prefill()
-        request = self.build_request(doc.id)
+        # With the budget the engine prefills the window the next request will use first,
+        # then grows it towards the whole context (``Engine.prefill``).
+        request = dataclasses.replace(self.build_request(doc.id), latency_budget_ms=self.settings.first_token_budget_ms,
+                                      prefill_widens=widen)
+        ghost = doc.ghost if doc.ghost is not None and doc.ghost.position == doc.caret else None
+        if ghost is not None:
+            # As if the ghost shown were accepted: its tokens are in the cache right after
+            # the prompt, and Tab is the likeliest next move. A prefill of the bare caret
+            # would drop them, and accepting would then cost the whole ghost again; typing
+            # something else instead only cuts them off the end.
+            request = dataclasses.replace(request, prefix=request.prefix + ghost.text)
         request_id = self._new_id()
-        self._prefill = _Prefill(request_id, state)
+        self._prefill = _Prefill(request_id, state, widen)
         self._runner.submit(SessionJob(request_id, RequestKind.PREFILL, request))
 
     # ------------------------------------------------- repository context
