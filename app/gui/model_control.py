@@ -16,9 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QProgressDialog
 
 from app.core.engine import EngineConfig
-from app.core.errors import StarpadError
-from app.core.memory_fit import offload_for_model
-from app.core.model_info import ModelInfo, model_info
+from app.core.model_info import ModelInfo
 from app.core.offload import OffloadPlan
 from app.core.remote.base import RemoteDescription
 from app.core.remote.profile import ServerProfile, profiles_from_json
@@ -73,6 +71,7 @@ class ModelControl(QObject):
         worker = client.worker
         worker.load_progress.connect(self._on_load_progress)
         worker.model_loaded.connect(self._on_model_loaded)
+        worker.offload_planned.connect(self._on_offload_planned)
         worker.model_failed.connect(self._on_model_failed)
         #: The server completions come from (None: the local model; nothing leaves the machine).
         self.remote: RemoteDescription | None = None
@@ -157,31 +156,27 @@ class ModelControl(QObject):
         save_settings(self.settings)
 
     # ------------------------------------------------------------- loading
-    def _plan_offload(self, path: str) -> OffloadPlan | None:
-        """The GPU-layers setting for this file (auto: what fits in free VRAM); None: CPU."""
-        try:
-            return offload_for_model(self.settings.n_gpu_layers, model_info(path), self.settings.n_ctx)
-        except StarpadError:
-            return None  # the load itself reports what is wrong with the file
+    def _on_offload_planned(self, plan: OffloadPlan | None) -> None:
+        """The worker turned the GPU-layers setting into a plan for the file (None: CPU)."""
+        self._offload = plan
 
     def load_model(self, path: str) -> None:
-        self._offload = self._plan_offload(path)
+        self._offload = None
         config = EngineConfig(n_ctx=self.settings.n_ctx, n_threads=self.settings.threads or None,
-                              n_gpu_layers=self._offload.n_gpu_layers if self._offload else 0,
                               reuse=ReuseMode(self.settings.cache_reuse),
                               clamp_to_trained=True)  # a preference for every model: lowered with a note
         self.status.set_state("loading", Path(path).name)
         self.session.set_model_ready(False)
         self._show_editor()
         if not self.interactive:
-            self.client.load_model(path, config)
+            self.client.load_model(path, config, self.settings.n_gpu_layers)
             return
         self._load_dialog = QProgressDialog(f"Loading {Path(path).name}…", "Cancel", 0, 100, self._window)
         self._load_dialog.setWindowTitle("Loading model")
         self._load_dialog.setMinimumDuration(400)
         self._load_dialog.setAutoClose(True)
         self._load_dialog.canceled.connect(self.client.cancel_load)
-        self.client.load_model(path, config)
+        self.client.load_model(path, config, self.settings.n_gpu_layers)
 
     def _on_load_progress(self, value: float) -> None:
         if self._load_dialog is not None:

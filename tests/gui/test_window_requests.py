@@ -87,9 +87,9 @@ def test_the_cache_reuse_preference_reaches_the_engine(qtbot, window: MainWindow
 
     sent: list[EngineConfig] = []
     load = window.client.load_model
-    def spy(path: str, config: EngineConfig) -> None:
+    def spy(path: str, config: EngineConfig, gpu_layers: int | None = None) -> None:
         sent.append(config)
-        load(path, config)
+        load(path, config, gpu_layers)
 
     monkeypatch.setattr(window.client, "load_model", spy)
     with qtbot.waitSignal(window.client.worker.model_loaded, timeout=20_000):

@@ -63,3 +63,31 @@ def test_prefill_waits_for_the_user_request_and_the_newest_request_wins(qtbot, c
     started = [entry for entry in order if entry[0] in ("user", "prefill")]
     assert started[-2:] == [("user", 12), ("prefill", 13)]
     assert client.latest_request_id == 12
+
+
+def test_the_gpu_layers_setting_is_planned_on_the_engine_thread(qtbot, tiny_model: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planning reads the file's header, the whole vocabulary included: never on the GUI thread."""
+    import threading
+
+    import app.gui.worker as worker_module
+
+    threads: list[threading.Thread] = []
+    real = worker_module.model_info
+
+    def spy(path: str):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread())
+        return real(path)
+
+    monkeypatch.setattr(worker_module, "model_info", spy)
+    client = EngineClient()
+    try:
+        planned: list[object] = []
+        client.worker.offload_planned.connect(planned.append)
+        with qtbot.waitSignal(client.worker.model_loaded, timeout=20_000):
+            client.load_model(str(tiny_model), EngineConfig(n_ctx=2048, n_threads=2), gpu_layers=-1)
+        assert threads and threading.main_thread() not in threads
+        (plan,) = planned
+        assert plan is not None and plan.n_gpu_layers == 0  # no GPU here: CPU
+    finally:
+        assert client.shutdown()
