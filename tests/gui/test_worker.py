@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.core.engine import CompletionRequest, EngineConfig, PrefillResult
+from app.core.model_info import ModelInfo
+from app.core.offload import OffloadPlan
 from app.core.session import RequestKind, SessionJob
 from app.gui.worker import EngineClient
 
@@ -75,14 +77,14 @@ def test_the_gpu_layers_setting_is_planned_on_the_engine_thread(qtbot, tiny_mode
     threads: list[threading.Thread] = []
     real = worker_module.model_info
 
-    def spy(path: str):  # type: ignore[no-untyped-def]
+    def spy(path: str) -> ModelInfo:
         threads.append(threading.current_thread())
         return real(path)
 
     monkeypatch.setattr(worker_module, "model_info", spy)
     client = EngineClient()
     try:
-        planned: list[object] = []
+        planned: list[OffloadPlan | None] = []
         client.worker.offload_planned.connect(planned.append)
         with qtbot.waitSignal(client.worker.model_loaded, timeout=20_000):
             client.load_model(str(tiny_model), EngineConfig(n_ctx=2048, n_threads=2), gpu_layers=-1)
